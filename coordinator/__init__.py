@@ -1,0 +1,1 @@
+"""The hefl coordinator: rounds, windows, aggregation, decryption quorum, ledger, metrics."""

@@ -57,7 +57,8 @@ class Csprng:
 
     def uniform_open(self, count: int) -> npt.NDArray[np.float64]:
         """Returns ``count`` uniform doubles in (0, 1), safe for logarithms."""
-        return ((self.uint64(count) >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 2**53)
+        # 52 bits: k + 0.5 stays exactly representable up to 2^52 - 0.5, so 1.0 never occurs.
+        return ((self.uint64(count) >> np.uint64(12)).astype(np.float64) + 0.5) * (1.0 / 2**52)
 
     def signs(self, count: int) -> npt.NDArray[np.int8]:
         """Returns ``count`` uniform values in {-1, +1}."""

@@ -1,0 +1,1 @@
+"""The hefl edge worker: local training, validation hooks, update codec, client."""

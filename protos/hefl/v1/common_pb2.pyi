@@ -475,7 +475,9 @@ class SeedCommitment(_message.Message):
     member_index: _builtins.int
     """Index of the committee member (1-based)."""
     commitment: _builtins.bytes
-    """SHA-256 over the domain-separated reveal (docs/protocol.md)."""
+    """Domain-separated SHA-256 over (federation, round, member index, contribution); see
+    docs/committee.md.
+    """
     def __init__(
         self,
         *,
@@ -782,7 +784,9 @@ class KeyEpochMaterial(_message.Message):
 
     @_builtins.property
     def joint_public_key_signatures(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemberSignature]:
-        """Member signatures over the SHA-256 of joint_public_key (BGV profiles)."""
+        """Member signatures (tag joint-public-key) over the epoch, the federation and the SHA-256 of
+        joint_public_key (BGV profiles); docs/committee.md gives the exact bytes.
+        """
 
     def __init__(
         self,
@@ -866,7 +870,9 @@ class UploadStatement(_message.Message):
     payload_sha256: _builtins.bytes
     """SHA-256 of the payload."""
     sealed_shares_sha256: _builtins.bytes
-    """SHA-256 over the serialized sealed shares, in member order (oneshot; empty otherwise)."""
+    """Length-prefixed SHA-256 over the sealed shares in member order (oneshot; empty otherwise);
+    docs/protocol.md gives the exact bytes.
+    """
     def __init__(
         self,
         *,
@@ -926,12 +932,13 @@ class ContributorSet(_message.Message):
     COMMITTEE_EPOCH_FIELD_NUMBER: _builtins.int
     CONTRIBUTIONS_FIELD_NUMBER: _builtins.int
     AGGREGATE_SHA256_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
     federation_id: _builtins.str
     """Federation of the round."""
     round_number: _builtins.int
     """Round whose aggregate would be opened."""
     descriptor_sha256: _builtins.bytes
-    """SHA-256 of the signed round descriptor bytes."""
+    """SHA-256 of the SignedRoundDescriptor.descriptor bytes."""
     committee_epoch: _builtins.int
     """Committee epoch."""
     aggregate_sha256: _builtins.bytes
@@ -939,6 +946,10 @@ class ContributorSet(_message.Message):
     @_builtins.property
     def contributions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignedUploadStatement]:
         """The contributions, sorted by worker id."""
+
+    @_builtins.property
+    def credentials(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerCredential]:
+        """The enrolment credential of every contributor, sorted by worker id."""
 
     def __init__(
         self,
@@ -949,14 +960,45 @@ class ContributorSet(_message.Message):
         committee_epoch: _builtins.int = ...,
         contributions: _abc.Iterable[Global___SignedUploadStatement] | None = ...,
         aggregate_sha256: _builtins.bytes = ...,
+        credentials: _abc.Iterable[Global___WorkerCredential] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_sha256", b"aggregate_sha256", "committee_epoch", b"committee_epoch", "contributions", b"contributions", "descriptor_sha256", b"descriptor_sha256", "federation_id", b"federation_id", "round_number", b"round_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregate_sha256", b"aggregate_sha256", "committee_epoch", b"committee_epoch", "contributions", b"contributions", "credentials", b"credentials", "descriptor_sha256", b"descriptor_sha256", "federation_id", b"federation_id", "round_number", b"round_number"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContributorSet: _TypeAlias = ContributorSet  # noqa: Y015
+
+@_typing.final
+class WorkerCredential(_message.Message):
+    """What binds a worker id to its signing key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    SIGNING_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    ENROLLMENT_CERTIFICATE_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Worker id: hex of the first 16 bytes of SHA-256 of the signing key."""
+    signing_public_key: _builtins.bytes
+    """Ed25519 public key of the worker."""
+    enrollment_certificate: _builtins.bytes
+    """DER X.509 certificate from the enrolment authority (empty in token-enrolment mode)."""
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        signing_public_key: _builtins.bytes = ...,
+        enrollment_certificate: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollment_certificate", b"enrollment_certificate", "signing_public_key", b"signing_public_key", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerCredential: _TypeAlias = WorkerCredential  # noqa: Y015
 
 @_typing.final
 class QuorumCertificate(_message.Message):

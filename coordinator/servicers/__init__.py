@@ -1,0 +1,1 @@
+"""gRPC servicers: thin layers that authenticate, call domain code and map its errors."""

@@ -1,0 +1,108 @@
+"""Command line: ``python -m edge_worker --coordinator HOST:PORT --shard I/N [options]``.
+
+Runs one device of the digits demo task (examples/digits.py). Integrating your own model is
+done in Python with :class:`edge_worker.WorkerRuntime` (docs/integration.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from edge_worker.config import WorkerConfig
+from edge_worker.runner import WorkerRuntime
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"HEFL_WORKER_{name}", default)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parses flags; every flag also reads a HEFL_WORKER_<NAME> environment default."""
+    parser = argparse.ArgumentParser(prog="hefl-worker", description=__doc__)
+    parser.add_argument("--coordinator", default=_env("COORDINATOR", "127.0.0.1:50051"))
+    parser.add_argument("--federation-id", default=_env("FEDERATION_ID", "default"))
+    parser.add_argument("--state-dir", default=_env("STATE_DIR", "var/worker"))
+    parser.add_argument("--display-name", default=_env("DISPLAY_NAME", ""))
+    parser.add_argument("--enrollment-token", default=_env("ENROLLMENT_TOKEN", ""))
+    parser.add_argument(
+        "--key-holder",
+        action="store_true",
+        default=_env("KEY_HOLDER", "") in {"1", "true", "yes"},
+        help="offer to serve on the key committee",
+    )
+    parser.add_argument("--shard", default=_env("SHARD", "0/1"), help="I/N: this device's split")
+    parser.add_argument("--seed", type=int, default=int(_env("SEED", "0")))
+    parser.add_argument("--learning-rate", type=float, default=float(_env("LEARNING_RATE", "0.1")))
+    parser.add_argument("--local-epochs", type=int, default=int(_env("LOCAL_EPOCHS", "1")))
+    parser.add_argument("--batch-size", type=int, default=int(_env("BATCH_SIZE", "16")))
+    parser.add_argument(
+        "--model-width", type=int, default=int(_env("MODEL_WIDTH", "128")), help="MLP width"
+    )
+    parser.add_argument("--max-rounds", type=int, default=int(_env("MAX_ROUNDS", "0")))
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m edge_worker`` and ``hefl-worker``."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        index_text, count_text = args.shard.split("/")
+        shard, shards = int(index_text), int(count_text)
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        print(f"error: --shard expects I/N with 0 <= I < N, got {args.shard!r}", file=sys.stderr)
+        return 2
+    # Imported here so `--help` stays fast (torch and scikit-learn load slowly).
+    from examples.digits import make_trainer
+
+    config = WorkerConfig(
+        coordinator=args.coordinator,
+        federation_id=args.federation_id,
+        state_dir=args.state_dir,
+        display_name=args.display_name,
+        enrollment_token=args.enrollment_token,
+        key_holder=args.key_holder,
+        max_rounds=args.max_rounds,
+    )
+    trainer = make_trainer(
+        shard,
+        shards,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        local_epochs=args.local_epochs,
+        batch_size=args.batch_size,
+        width=args.model_width,
+    )
+    runtime = WorkerRuntime(config, trainer)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        counters = await runtime.run(stop)
+        logging.getLogger(__name__).info(
+            "worker %s stopping after %d contributions",
+            runtime.worker_id,
+            counters.rounds_contributed,
+        )
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

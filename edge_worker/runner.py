@@ -1,0 +1,355 @@
+"""The device loop: enrol, check in, honour retry windows, train, encode, upload, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from crypto import model_payload
+from crypto.signing import SignatureTag
+from edge_worker.config import WorkerConfig
+from edge_worker.connection import Connection
+from edge_worker.encoders import DescriptorRefused, UpdateEncoder, encoder_for
+from edge_worker.hooks import CorrectionCheck, CorrectionHook, UpdateCheck, UpdateHook
+from edge_worker.identity import load_or_create_identity
+from edge_worker.model_state import CorrectionRejected, DeviceModel, apply_download
+from edge_worker.statement import build_trailer
+from edge_worker.training import LocalTrainer
+from edge_worker.transfer import UploadJob, download_model, upload
+from hefl.v1 import common_pb2 as common
+from hefl.v1 import federation_service_pb2 as fed
+from hefl.v1 import federation_service_pb2_grpc as fed_grpc
+
+logger = logging.getLogger(__name__)
+
+_SERVICE = "/hefl.v1.FederationService/"
+
+
+def enrollment_proof_message(federation_id: str, public_key: bytes, seconds: int) -> bytes:
+    """The bytes signed (tag ``enroll``) to prove possession of the enrolling key."""
+    return b"\n".join((federation_id.encode(), public_key.hex().encode(), str(seconds).encode()))
+
+
+@dataclass
+class WorkerCounters:
+    """What the device reports about itself: counts only."""
+
+    rounds_contributed: int = 0
+    update_rejections: int = 0
+    correction_rejections: int = 0
+    refused_descriptors: int = 0
+    reported_update_rejections: int = 0
+    reported_correction_rejections: int = 0
+    outcomes: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """Passed to the optional ``on_task`` callback after each task."""
+
+    round_number: int
+    outcome: int
+    delta: npt.NDArray[np.float32] | None
+    global_version: int
+
+
+class WorkerRuntime:
+    """Runs one device against a coordinator until stopped or ``max_rounds`` are done."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        trainer: LocalTrainer,
+        encoder: UpdateEncoder | None = None,
+        *,
+        update_hooks: Sequence[UpdateHook] = (),
+        correction_hooks: Sequence[CorrectionHook] = (),
+        on_task: Callable[[TaskReport], None] | None = None,
+    ) -> None:
+        """Prepares the device; nothing touches the network until :meth:`run`."""
+        self.config = config
+        self.trainer = trainer
+        self._encoder = encoder
+        self.update_hooks = tuple(update_hooks)
+        self.correction_hooks = tuple(correction_hooks)
+        self.on_task = on_task
+        self.state_dir = Path(config.state_dir)
+        self.key = load_or_create_identity(self.state_dir)
+        self.model = DeviceModel.load(self.state_dir / "model.bin")
+        self.counters = WorkerCounters()
+        self.key_epoch = 0
+        self._rng = random.SystemRandom()
+        self._connection: Connection | None = None
+
+    @property
+    def encoder(self) -> UpdateEncoder:
+        """The encoder of the federation's profile (known after enrolment)."""
+        assert self._encoder is not None, "enroll() has not run"
+        return self._encoder
+
+    @property
+    def worker_id(self) -> str:
+        """This device's worker id."""
+        return self.key.worker_id
+
+    @property
+    def connection(self) -> Connection:
+        """The open connection (only during :meth:`run`)."""
+        assert self._connection is not None, "run() has not started"
+        return self._connection
+
+    def _stub(self) -> fed_grpc.FederationServiceAsyncStub:
+        return fed_grpc.FederationServiceStub(self.connection.channel)
+
+    async def run(self, stop: asyncio.Event | None = None) -> WorkerCounters:
+        """Enrols, then works rounds until ``stop`` is set or ``max_rounds`` contributions."""
+        stop = stop or asyncio.Event()
+        self._connection = Connection(self.config, self.key)
+        try:
+            await self.enroll()
+            while not stop.is_set():
+                if self.config.max_rounds and (
+                    self.counters.rounds_contributed >= self.config.max_rounds
+                ):
+                    break
+                response = await self._check_in()
+                if response.WhichOneof("outcome") == "retry":
+                    await self._sleep_until(response.retry, stop)
+                    continue
+                await self.execute(response.task)
+        finally:
+            await self.connection.close()
+            self._connection = None
+        return self.counters
+
+    async def enroll(self) -> fed.EnrollWorkerResponse:
+        """Enrols (idempotently) with a fresh proof of key possession."""
+        stub = self._stub()
+
+        async def attempt() -> fed.EnrollWorkerResponse:
+            now = int(time.time())
+            stamp = Timestamp(seconds=now)
+            proof = self.key.sign(
+                SignatureTag.ENROLL,
+                enrollment_proof_message(self.config.federation_id, self.key.public_bytes, now),
+            )
+            response: fed.EnrollWorkerResponse = await stub.EnrollWorker(
+                fed.EnrollWorkerRequest(
+                    federation_id=self.config.federation_id,
+                    signing_public_key=self.key.public_bytes,
+                    display_name=self.config.display_name or self.worker_id[:8],
+                    enrollment_token=self.config.enrollment_token,
+                    key_holder_capable=self.config.key_holder,
+                    request_time=stamp,
+                    proof_of_possession=proof,
+                ),
+                timeout=self.config.call_timeout_seconds,
+            )
+            return response
+
+        response = await self.connection.retry("EnrollWorker", attempt)
+        if self._encoder is None:
+            self._encoder = encoder_for(response.profile, self.state_dir)
+        elif self._encoder.profile != response.profile:
+            raise DescriptorRefused(
+                f"federation uses profile {response.profile}, this device's encoder"
+                f" {self._encoder.profile}"
+            )
+        logger.info("enrolled as %s (profile %s)", response.worker_id, response.profile)
+        return response
+
+    async def _check_in(self) -> fed.CheckInResponse:
+        stub = self._stub()
+
+        async def attempt() -> fed.CheckInResponse:
+            response: fed.CheckInResponse = await stub.CheckIn(
+                fed.CheckInRequest(
+                    federation_id=self.config.federation_id,
+                    have_version=0 if self.model is None else self.model.version,
+                    have_key_epoch=self.key_epoch,
+                    expected_online_seconds=self.config.expected_online_seconds,
+                ),
+                metadata=self.connection.metadata(_SERVICE + "CheckIn"),
+                timeout=self.config.call_timeout_seconds,
+            )
+            return response
+
+        return await self.connection.retry("CheckIn", attempt)
+
+    async def _sleep_until(self, window: common.RetryWindow, stop: asyncio.Event) -> None:
+        earliest = window.earliest_time.ToNanoseconds() / 1e9
+        latest = max(window.latest_time.ToNanoseconds() / 1e9, earliest)
+        # A random moment inside the window spreads devices out (no thundering herd).
+        wake = self._rng.uniform(earliest, latest)
+        delay = min(max(wake - time.time(), 0.05), 300.0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def sync_model(self, want_version: int, give_up_at: float | None = None) -> DeviceModel:
+        """Brings the device model to ``want_version`` (correction chain or full model)."""
+        if self.model is not None and self.model.version == want_version:
+            return self.model
+        have = 0 if self.model is None else self.model.version
+        downloaded = await download_model(
+            self.connection,
+            have,
+            want_version,
+            self.state_dir / "spool" / "model.download",
+            give_up_at=give_up_at,
+        )
+        data = downloaded.path.read_bytes()
+        check = None
+        if self.correction_hooks:
+
+            def check(before: npt.NDArray[np.float32], after: npt.NDArray[np.float32]) -> bool:
+                context = CorrectionCheck(before, after, self._evaluate_weights)
+                return all(hook(context) for hook in self.correction_hooks)
+
+        try:
+            model = apply_download(self.model, downloaded.header, data, check)
+        except CorrectionRejected:
+            self.counters.correction_rejections += 1
+            raise
+        model.save(self.state_dir / "model.bin")
+        self.model = model
+        return model
+
+    def _evaluate_weights(self, values: npt.NDArray[np.float32]) -> dict[str, float]:
+        self.trainer.set_weights(values)
+        return self.trainer.evaluate()
+
+    async def execute(self, task: fed.TaskAssignment) -> int:
+        """Works one task and reports its outcome; returns the TaskOutcome."""
+        deadline = task.upload_deadline_time.ToNanoseconds() / 1e9
+        descriptor: common.RoundDescriptor | None = None
+        delta = None
+        metrics: dict[str, float] = {}
+        try:
+            key_material = task.key_material if task.HasField("key_material") else None
+            descriptor = self.encoder.verify_descriptor(task.descriptor, key_material)
+            if key_material is not None:
+                self.key_epoch = descriptor.committee_epoch
+            model = await self.sync_model(descriptor.global_version, give_up_at=deadline)
+            if model.sha256 != descriptor.global_model_sha256:
+                raise DescriptorRefused("the descriptor names a different global model digest")
+            self.trainer.set_weights(model.values)
+            metrics_before = await asyncio.to_thread(self.trainer.evaluate)
+            metrics.update(metrics_before)
+            result = await asyncio.to_thread(self.trainer.train)
+            delta = (self.trainer.get_weights() - model.values).astype(np.float32)
+            metrics.update({"train_loss": result.mean_loss, "train_examples": result.examples})
+            check = UpdateCheck(delta, result.mean_loss, result.examples, metrics_before)
+            if not all(hook(check) for hook in self.update_hooks):
+                self.counters.update_rejections += 1
+                outcome = fed.TASK_OUTCOME_UPDATE_REJECTED
+            else:
+                await self._upload(task, descriptor, delta, deadline)
+                self.counters.rounds_contributed += 1
+                outcome = fed.TASK_OUTCOME_UPLOADED
+        except DescriptorRefused as refusal:
+            logger.warning("refusing round: %s", refusal)
+            self.counters.refused_descriptors += 1
+            outcome = fed.TASK_OUTCOME_DESCRIPTOR_REFUSED
+        except CorrectionRejected as rejection:
+            logger.warning("%s", rejection)
+            outcome = fed.TASK_OUTCOME_FAILED
+        except model_payload.PayloadError as error:
+            logger.error("model download unusable: %s", error)
+            outcome = fed.TASK_OUTCOME_FAILED
+        except grpc.aio.AioRpcError as error:
+            logger.warning("task failed: %s %s", error.code().name, error.details())
+            outcome = (
+                fed.TASK_OUTCOME_DEADLINE_MISSED
+                if error.code() in (grpc.StatusCode.FAILED_PRECONDITION,) or time.time() >= deadline
+                else fed.TASK_OUTCOME_FAILED
+            )
+        self.counters.outcomes.append(outcome)
+        await self._report(task, outcome, metrics)
+        if self.on_task is not None:
+            self.on_task(
+                TaskReport(
+                    round_number=0 if descriptor is None else descriptor.round_number,
+                    outcome=outcome,
+                    delta=delta if outcome == fed.TASK_OUTCOME_UPLOADED else None,
+                    global_version=0 if descriptor is None else descriptor.global_version,
+                )
+            )
+        return outcome
+
+    async def _upload(
+        self,
+        task: fed.TaskAssignment,
+        descriptor: common.RoundDescriptor,
+        delta: npt.NDArray[np.float32],
+        deadline: float,
+    ) -> None:
+        descriptor_sha256 = hashlib.sha256(task.descriptor.descriptor).digest()
+        spool = self.state_dir / "spool" / f"{task.task_id}.payload"
+        encoded = await asyncio.to_thread(
+            self.encoder.encode, delta, descriptor, descriptor_sha256, spool
+        )
+        trailer = build_trailer(
+            self.key,
+            descriptor,
+            descriptor_sha256,
+            self.encoder.profile,
+            encoded,
+        )
+        chunk = min(self.config.chunk_size_bytes, task.max_chunk_size_bytes or 2**20)
+        await upload(
+            self.connection,
+            UploadJob(
+                task_id=task.task_id,
+                round_number=descriptor.round_number,
+                profile=self.encoder.profile,
+                payload_format_version=encoded.payload_format_version,
+                payload_path=encoded.payload_path,
+                trailer=trailer,
+                chunk_size=chunk,
+                deadline=deadline,
+            ),
+        )
+        encoded.payload_path.unlink(missing_ok=True)
+
+    async def _report(
+        self, task: fed.TaskAssignment, outcome: int, metrics: dict[str, float]
+    ) -> None:
+        stub = self._stub()
+        counters = self.counters
+        request = fed.ReportTaskOutcomeRequest(
+            task_id=task.task_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            applied_version=0 if self.model is None else self.model.version,
+            update_rejections=counters.update_rejections - counters.reported_update_rejections,
+            correction_rejections=(
+                counters.correction_rejections - counters.reported_correction_rejections
+            ),
+            metrics=metrics,
+        )
+        try:
+            await self.connection.retry(
+                "ReportTaskOutcome",
+                lambda: stub.ReportTaskOutcome(
+                    request,
+                    metadata=self.connection.metadata(_SERVICE + "ReportTaskOutcome"),
+                    timeout=self.config.call_timeout_seconds,
+                ),
+                give_up_at=time.time() + 60.0,
+            )
+            counters.reported_update_rejections += request.update_rejections
+            counters.reported_correction_rejections += request.correction_rejections
+        except grpc.aio.AioRpcError as error:
+            # A lost report costs an operator statistic, never training progress.
+            logger.info("report not delivered: %s", error.code().name)

@@ -1,0 +1,48 @@
+"""Builds the upload trailer: payload digest, the signed statement and the sealed shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from crypto.committee import digests
+from crypto.signing import SignatureTag, SigningKey
+from edge_worker.encoders import EncodedUpload
+from edge_worker.transfer import file_sha256
+from hefl.v1 import common_pb2 as common
+from hefl.v1 import federation_service_pb2 as fed
+
+
+def sealed_shares_sha256(boxes: Sequence[common.SealedBox]) -> bytes:
+    """Digest the statement names for the sealed shares (empty when there are none)."""
+    return digests.sealed_shares_sha256(
+        [(b.recipient_index, b.ephemeral_public_key, b.nonce, b.ciphertext) for b in boxes]
+    )
+
+
+def build_trailer(
+    key: SigningKey,
+    descriptor: common.RoundDescriptor,
+    descriptor_sha256: bytes,
+    profile: int,
+    encoded: EncodedUpload,
+) -> fed.UploadTrailer:
+    """The last frame of an upload, signed with the device's enrolment key."""
+    digest = file_sha256(encoded.payload_path)
+    statement = common.UploadStatement(
+        federation_id=descriptor.federation_id,
+        round_number=descriptor.round_number,
+        worker_id=key.worker_id,
+        descriptor_sha256=descriptor_sha256,
+        profile=profile,  # type: ignore[arg-type]
+        payload_format_version=encoded.payload_format_version,
+        payload_size_bytes=encoded.payload_path.stat().st_size,
+        payload_sha256=digest,
+        sealed_shares_sha256=sealed_shares_sha256(encoded.sealed_shares),
+    ).SerializeToString()
+    return fed.UploadTrailer(
+        payload_sha256=digest,
+        statement=common.SignedUploadStatement(
+            statement=statement, signature=key.sign(SignatureTag.UPLOAD_STATEMENT, statement)
+        ),
+        sealed_shares=encoded.sealed_shares,
+    )

@@ -1,0 +1,1 @@
+"""Runnable examples: the digits task used by the demo, tests and benchmarks."""

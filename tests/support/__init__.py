@@ -1,0 +1,1 @@
+"""Shared test tooling: in-process and subprocess coordinators, signed clients, a faulty proxy."""
