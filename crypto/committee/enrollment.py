@@ -1,0 +1,149 @@
+"""Enrolment verification: does a credential bind this worker id to this signing key?
+
+Two verifiers implement :class:`EnrollmentVerifier`:
+
+- :class:`SelfCertifyingVerifier` (token-enrolment mode) only checks that the worker id is derived
+  from the key. Anyone can mint such identities, so sybil resistance then rests entirely on the
+  coordinator's enrolment, which a malicious coordinator controls: it can fill a round with
+  identities of its own and isolate one honest update. Use it for trusted-coordinator
+  deployments and tests.
+- :class:`X509EnrollmentVerifier` (mTLS mode) checks a DER certificate issued by an enrolment
+  authority the coordinator does not control; this is what makes ``min_contributors`` mean
+  "distinct real clients" against a malicious coordinator.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.x509.oid import NameOID
+
+from crypto.signing import PUBLIC_KEY_BYTES, worker_id_for
+from hefl.v1 import common_pb2
+
+WORKER_URI_PREFIX = "urn:hefl:worker:"
+
+
+class EnrollmentVerifier(Protocol):
+    """Decides whether a credential is an enrolled worker's."""
+
+    def verify(self, credential: common_pb2.WorkerCredential) -> bool:
+        """Returns True if the credential binds its worker id to its signing key; never raises."""
+        ...
+
+
+def _self_certifies(credential: common_pb2.WorkerCredential) -> bool:
+    key = credential.signing_public_key
+    return len(key) == PUBLIC_KEY_BYTES and credential.worker_id == worker_id_for(key)
+
+
+class SelfCertifyingVerifier:
+    """Accepts any credential whose worker id is derived from its signing key (token mode)."""
+
+    def verify(self, credential: common_pb2.WorkerCredential) -> bool:
+        """Returns True if ``worker_id == worker_id_for(signing_public_key)``."""
+        return _self_certifies(credential)
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class X509EnrollmentVerifier:
+    """Accepts credentials carrying a certificate that the enrolment CA issued for this key.
+
+    The certificate must be issued directly by the CA (one level, no intermediates), be within
+    its validity period, not be a CA itself, have the worker's Ed25519 signing key as its subject
+    public key, and name the worker id either as a SAN URI ``urn:hefl:worker:<id>`` or as the
+    subject common name. The worker id must also be derived from the key, as everywhere else.
+    Revocation is not checked; rotate the CA or shorten certificate lifetimes instead.
+    """
+
+    def __init__(
+        self,
+        ca_certificate: x509.Certificate,
+        *,
+        clock: Callable[[], datetime.datetime] = _utc_now,
+    ) -> None:
+        """Creates a verifier trusting ``ca_certificate``; ``clock`` gives the current UTC time."""
+        self._ca = ca_certificate
+        self._clock = clock
+
+    def verify(self, credential: common_pb2.WorkerCredential) -> bool:
+        """Returns True if the credential's certificate binds its worker id to its key."""
+        if not _self_certifies(credential) or not credential.enrollment_certificate:
+            return False
+        try:
+            certificate = x509.load_der_x509_certificate(credential.enrollment_certificate)
+        except ValueError:
+            return False
+        # Malformed extensions surface as ValueError only when read; they mean "not enrolled".
+        try:
+            return (
+                self._issued_by_ca(certificate)
+                and self._currently_valid(certificate)
+                and not _is_ca(certificate)
+                and _has_key(certificate, credential.signing_public_key)
+                and _names_worker(certificate, credential.worker_id)
+            )
+        except ValueError:
+            return False
+
+    def _issued_by_ca(self, certificate: x509.Certificate) -> bool:
+        try:
+            certificate.verify_directly_issued_by(self._ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+    def _currently_valid(self, certificate: x509.Certificate) -> bool:
+        now = self._clock()
+        return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.value.ca
+
+
+def _has_key(certificate: x509.Certificate, signing_public_key: bytes) -> bool:
+    try:
+        key = certificate.public_key()
+    except ValueError:
+        return False
+    if not isinstance(key, Ed25519PublicKey):
+        return False
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw == signing_public_key
+
+
+def _names_worker(certificate: x509.Certificate, worker_id: str) -> bool:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    if WORKER_URI_PREFIX + worker_id in uris:
+        return True
+    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return any(attribute.value == worker_id for attribute in common_names)
+
+
+def credential_of(
+    signing_public_key: bytes, enrollment_certificate: bytes = b""
+) -> common_pb2.WorkerCredential:
+    """Builds the credential of a worker from its signing key (and certificate, in mTLS mode)."""
+    return common_pb2.WorkerCredential(
+        worker_id=worker_id_for(signing_public_key),
+        signing_public_key=signing_public_key,
+        enrollment_certificate=enrollment_certificate,
+    )
