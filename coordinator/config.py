@@ -83,6 +83,56 @@ class RoundConfig:
     """Width of the retry windows given to devices that were not selected."""
     active_worker_seconds: float = 120.0
     """A worker seen within this period counts as active."""
+    min_enrolled_workers: int = 0
+    """Do not open the first round before this many workers have enrolled."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommitteeConfig:
+    """The key-holder committee of the secure profiles."""
+
+    size: int = 5
+    """Members k, chosen among connected key-holder-capable workers."""
+    threshold: int = 0
+    """Shares t that open an aggregate; 0 picks a majority."""
+    task_timeout_seconds: float = 30.0
+    """How long a committee step waits for members' answers."""
+    wait_for_members_seconds: float = 120.0
+    """How long a key ceremony waits for enough key holders to connect."""
+    key_epoch_rounds: int = 100
+    """Rounds after which the keys rotate (they also rotate after any member dropout)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecSettings:
+    """How updates are quantized (the rest follows from the privacy settings)."""
+
+    bits: int = 16
+    """Field width b (4..16)."""
+    clip_norm: float = 1.0
+    """L2 clipping norm c of each update, in model units."""
+    scale: float = 0.0
+    """Quantization scale 1/gamma; 0 derives it from bits, clip and (with DP) the noise."""
+    rounding_beta: float = -1.0
+    """Conditional-rounding beta; negative picks e^-0.5 with DP and 0 without."""
+    sum_mode: str = "auto"
+    """auto (mod with DP, exact without), mod or exact."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyConfig:
+    """Distributed differential privacy and its budget."""
+
+    enabled: bool = True
+    """Add calibrated Skellam noise and keep the ledger; false means no DP at all."""
+    epsilon: float = 8.0
+    """Budget: epsilon after ``rounds`` rounds."""
+    delta: float = 1e-5
+    """Delta at which epsilon is accounted."""
+    rounds: int = 100
+    """Rounds the budget must cover; rounds beyond it are refused."""
+    sampling: str = "none"
+    """Sampling assumption of the accountant: none, or poisson:q."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +164,9 @@ class CoordinatorConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    committee: CommitteeConfig = field(default_factory=CommitteeConfig)
+    codec: CodecSettings = field(default_factory=CodecSettings)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def validate(self) -> None:
         """Raises ConfigError listing every inconsistency."""
@@ -142,6 +195,21 @@ class CoordinatorConfig:
             )
         if lim.max_payload_size_bytes < lim.max_chunk_size_bytes:
             problems.append("limits.max_payload_size_bytes must be >= max_chunk_size_bytes")
+        committee = self.committee
+        if committee.size < 3:
+            problems.append("committee.size must be at least 3 (a majority of 2 tolerates nothing)")
+        if committee.threshold and not committee.size // 2 < committee.threshold <= committee.size:
+            problems.append("committee.threshold must be a majority of committee.size (or 0)")
+        if not 4 <= self.codec.bits <= 16:
+            problems.append("codec.bits must be in 4..16")
+        if self.codec.clip_norm <= 0:
+            problems.append("codec.clip_norm must be positive")
+        if self.codec.sum_mode not in ("auto", "mod", "exact"):
+            problems.append("codec.sum_mode must be auto, mod or exact")
+        if self.privacy.enabled and self.codec.sum_mode == "exact":
+            problems.append("codec.sum_mode = exact cannot carry DP noise; use mod or auto")
+        if self.privacy.enabled and not (self.privacy.epsilon > 0 and 0 < self.privacy.delta < 1):
+            problems.append("privacy.epsilon must be positive and privacy.delta in (0, 1)")
         if self.server.min_client_ping_interval_seconds <= 0:
             problems.append("server.min_client_ping_interval_seconds must be positive")
         if problems:

@@ -31,7 +31,13 @@ from coordinator.errors import AlreadyExistsError, WrongPhaseError
 from coordinator.events import EventBus
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.models import ModelRegistry
-from coordinator.profiles.base import Aggregate, RoundContext, RoundProtocol, UploadRecord
+from coordinator.profiles.base import (
+    Aggregate,
+    RoundContext,
+    RoundProtocol,
+    RoundRefusedError,
+    UploadRecord,
+)
 from coordinator.store import RoundRow, Store, TaskRow, WorkerRow
 from hefl.v1 import common_pb2 as common
 from hefl.v1 import federation_service_pb2 as fed
@@ -115,6 +121,8 @@ class RoundEngine:
         self.current: ActiveRound | None = None
         self.next_open_time = clock()
         self.preparing = False
+        self.ceremony = False
+        self.refused = ""
         self.rounds_finished = 0
         self.round_finished = asyncio.Condition()
 
@@ -133,8 +141,10 @@ class RoundEngine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Opens, collects and finishes rounds until ``stop`` is set."""
-        await self._protocol.ensure_ready()
-        self._metrics.key_epoch.set(self._protocol.key_epoch)
+        if not await self._ready(stop):
+            return
+        if not await self._enough_enrolled(stop):
+            return
         await self._recover()
         resumed = self.current
         if resumed is not None:
@@ -146,7 +156,9 @@ class RoundEngine:
         max_rounds = self._config.round.max_rounds
         while not stop.is_set():
             latest = self._store.latest_round()
-            if max_rounds and latest is not None and latest.round_number >= max_rounds:
+            if self.refused or (
+                max_rounds and latest is not None and latest.round_number >= max_rounds
+            ):
                 await stop.wait()
                 return
             delay = self.next_open_time - self._clock()
@@ -159,6 +171,31 @@ class RoundEngine:
             if stop.is_set():
                 return
             await self._finish(active)
+
+    async def _ready(self, stop: asyncio.Event) -> bool:
+        """Runs the profile's setup (the first key ceremony), retrying until it succeeds."""
+        self.ceremony = True
+        try:
+            while not stop.is_set():
+                try:
+                    await self._protocol.ensure_ready()
+                    self._metrics.key_epoch.set(self._protocol.key_epoch)
+                    return True
+                except Exception as error:  # noqa: BLE001 - retried; devices are told to wait
+                    logger.warning("federation not ready yet: %s", error)
+                    if await _wait_or_stop(stop, 5.0):
+                        return False
+            return False
+        finally:
+            self.ceremony = False
+
+    async def _enough_enrolled(self, stop: asyncio.Event) -> bool:
+        """Holds the first round until ``min_enrolled_workers`` devices have enrolled."""
+        wanted = self._config.round.min_enrolled_workers
+        while len(self._store.list_workers()) < wanted:
+            if await _wait_or_stop(stop, 0.5):
+                return False
+        return True
 
     async def _recover(self) -> None:
         """Resumes a round left open by a crash or restart."""
@@ -222,6 +259,15 @@ class RoundEngine:
         started = time.monotonic()
         try:
             signed = await self._protocol.prepare(context)
+        except RoundRefusedError as refusal:
+            logger.error("round %d refused: %s; no further rounds will open", number, refusal)
+            row = self._store.create_round(
+                number, common.ROUND_PHASE_PREPARING, version, b"", open_time, open_time
+            )
+            self._end_round_row(row, common.ROUND_OUTCOME_BUDGET_REFUSED, str(refusal))
+            self._metrics.budget_exhaustions.inc()
+            self.refused = str(refusal)
+            return None
         except Exception as error:  # noqa: BLE001 - any committee failure abandons the round
             logger.error("round %d could not be prepared: %s", number, error)
             row = self._store.create_round(
@@ -343,6 +389,12 @@ class RoundEngine:
                 self._abandon(active, common.ROUND_OUTCOME_COMMITTEE_FAILED, str(error))
                 return
             self._metrics.decryption_seconds.observe(time.monotonic() - started)
+            if opened.field_sums is not None:
+                # The opened (DP-noised) sum is what the round releases; keep it for audits.
+                self._store.blobs.write_atomic(
+                    f"aggregates/round-{active.number}.sums",
+                    opened.field_sums.astype("<i8").tobytes(),
+                )
             self._set_phase(active, common.ROUND_PHASE_APPLYING)
             end = self._clock()
             version = await asyncio.to_thread(
@@ -405,7 +457,14 @@ class RoundEngine:
         self._metrics.rounds.labels(_OUTCOME_LABELS[outcome]).inc()
 
     def _record_end(self, active: ActiveRound, outcome: int, end: float) -> None:
-        if outcome == common.ROUND_OUTCOME_PUBLISHED:
+        published = outcome == common.ROUND_OUTCOME_PUBLISHED
+        increment = self._protocol.round_ended(active.number, published, active.contributors)
+        if increment:
+            self._store.update_round(active.number, epsilon_increment=increment)
+        spent, budget, _ = self._protocol.privacy_summary()
+        self._metrics.epsilon_spent.set(spent)
+        self._metrics.epsilon_remaining.set(max(budget - spent, 0.0))
+        if published:
             self._metrics.rounds.labels("published").inc()
         self._metrics.round_seconds.observe(end - active.open_time)
         self._metrics.dropouts.set(max(active.selected - active.contributors, 0))
@@ -428,6 +487,14 @@ class RoundEngine:
         """Selects the device for the open round, or tells it when to come back."""
         active = self.current
         now = self._clock()
+        if self.refused:
+            return fed.CheckInResponse(
+                retry=self.retry_window(common.RETRY_REASON_BUDGET_EXHAUSTED, now + 3600.0)
+            )
+        if self.ceremony:
+            return fed.CheckInResponse(
+                retry=self.retry_window(common.RETRY_REASON_KEY_CEREMONY, now + 2.0)
+            )
         if self.preparing:
             return fed.CheckInResponse(
                 retry=self.retry_window(common.RETRY_REASON_NO_OPEN_ROUND, now + 1.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,22 +24,30 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from coordinator.auth import CallAuthenticator
+from coordinator.committee.epochs import EpochManager
+from coordinator.committee.hub import CommitteeHub
 from coordinator.config import ConfigError, CoordinatorConfig
 from coordinator.downloads import ModelDownloads
 from coordinator.events import EventBus
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.models import ModelRegistry
+from coordinator.privacy_plan import make_plan
 from coordinator.profiles.base import RoundProtocol
+from coordinator.profiles.oneshot import OneshotProtocol
 from coordinator.profiles.plaintext import PlaintextProtocol
 from coordinator.rounds import RoundEngine
 from coordinator.server_optimizer import ServerOptimizerConfig
+from coordinator.servicers.committee_servicer import CommitteeServicer
 from coordinator.servicers.federation_servicer import FederationServicer
 from coordinator.servicers.gate import Gate
 from coordinator.servicers.operator_servicer import OperatorServicer
 from coordinator.store import Store
 from coordinator.uploads import UploadReceiver
 from crypto import model_payload
+from crypto.privacy import CalibrationError
 from hefl.v1 import committee_service_pb2, federation_service_pb2, operator_service_pb2
+from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
+from hefl.v1 import common_pb2 as common
 from hefl.v1 import federation_service_pb2_grpc as fed_grpc
 from hefl.v1 import operator_service_pb2_grpc as ops_grpc
 
@@ -72,11 +81,27 @@ def server_options(config: CoordinatorConfig) -> list[tuple[str, int]]:
     ]
 
 
-def make_protocol(config: CoordinatorConfig, store: Store, models: ModelRegistry) -> RoundProtocol:
+def make_protocol(
+    config: CoordinatorConfig, store: Store, models: ModelRegistry, hub: CommitteeHub
+) -> RoundProtocol:
     """The round protocol of the configured crypto profile."""
     profile = config.federation.profile
     if profile == "plaintext":
         return PlaintextProtocol(models.parameter_count)
+    max_summands = math.ceil(config.round.goal_contributors * config.round.over_selection)
+    try:
+        plan = make_plan(config, store, models.parameter_count, max_summands)
+    except (CalibrationError, ValueError) as error:
+        raise ConfigError(f"codec/privacy settings cannot be met: {error}") from error
+    if profile == "oneshot":
+        epochs = EpochManager(
+            config.committee,
+            store,
+            hub,
+            config.federation.federation_id,
+            common.CRYPTO_PROFILE_ONESHOT,
+        )
+        return OneshotProtocol(config.committee, hub, epochs, plan, store)
     raise ConfigError(f"federation.profile = {profile!r} is not available in this build")
 
 
@@ -96,6 +121,7 @@ class Coordinator:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics_server: Any = None
+    hub: CommitteeHub | None = None
 
     async def stop(self) -> None:
         """Drains and stops everything; safe to call twice."""
@@ -103,6 +129,8 @@ class Coordinator:
             return
         self.stop_event.set()
         await self.health.enter_graceful_shutdown()
+        if self.hub is not None:
+            self.hub.close()
         await self.server.stop(self.config.server.grace_period_seconds)
         for task in self.tasks:
             task.cancel()
@@ -140,7 +168,8 @@ async def start(
     metrics = CoordinatorMetrics.create(registry)
     models = ModelRegistry(store, ServerOptimizerConfig(), correction_bits=8)
     _initial_model(config, models)
-    protocol = make_protocol(config, store, models)
+    hub = CommitteeHub()
+    protocol = make_protocol(config, store, models, hub)
     events = EventBus(store)
     engine = RoundEngine(config, store, models, protocol, metrics, events)
     gate = Gate(
@@ -160,6 +189,7 @@ async def start(
     ops_grpc.add_OperatorServiceServicer_to_server(
         OperatorServicer(config, store, gate, engine, events), server
     )
+    cmt_grpc.add_CommitteeServiceServicer_to_server(CommitteeServicer(config, gate, hub), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -191,6 +221,7 @@ async def start(
         grpc_address=f"{host}:{port}",
         metrics_address=metrics_address,
         metrics_server=metrics_server,
+        hub=hub,
     )
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -787,6 +787,22 @@ class Store:
             for r in rows
         ]
 
+    def save_epoch(self, epoch: int, material: bytes, record: dict[str, Any]) -> None:
+        """Stores a key epoch's public material (roster, joint key) and its member map."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO key_epochs (epoch, state, material, record, created_time)"
+                " VALUES (?, 'ready', ?, ?, ?)",
+                (epoch, material, json.dumps(record, sort_keys=True), time.time()),
+            )
+
+    def latest_epoch(self) -> tuple[int, bytes, dict[str, Any]] | None:
+        """The newest key epoch: (number, public material, record)."""
+        row = self._one(
+            "SELECT epoch, material, record FROM key_epochs ORDER BY epoch DESC LIMIT 1"
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]), json.loads(row[2]))
+
     def list_anomalies(self, limit: int) -> list[AnomalyRow]:
         """Anomalies, newest first."""
         rows = self._all(

@@ -45,6 +45,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model-width", type=int, default=int(_env("MODEL_WIDTH", "128")), help="MLP width"
     )
     parser.add_argument("--max-rounds", type=int, default=int(_env("MAX_ROUNDS", "0")))
+    parser.add_argument(
+        "--record-updates",
+        default=_env("RECORD_UPDATES", ""),
+        help="write each round's quantized fields to this folder (audits, tests)",
+    )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -76,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         enrollment_token=args.enrollment_token,
         key_holder=args.key_holder,
         max_rounds=args.max_rounds,
+        record_updates_dir=args.record_updates,
     )
     trainer = make_trainer(
         shard,

@@ -41,3 +41,10 @@ class WorkerConfig:
     """Stop after contributing to this many rounds (0: run until stopped)."""
     expected_online_seconds: int = 0
     """Told to the coordinator at check-in (0: unknown)."""
+    record_updates_dir: str = ""
+    """If set, each round's quantized fields (this device's own data) are written there, for
+    audits and end-to-end tests; empty keeps nothing."""
+    serve_committee_after_rounds: bool = True
+    """A key holder that reached max_rounds keeps answering committee tasks until stopped."""
+    min_contributors_floor: int = 2
+    """As a key holder: fewest contributors this device ever helps open, whatever is asked."""

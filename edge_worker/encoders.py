@@ -10,7 +10,17 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from crypto import plaintext_update
+from crypto import oneshot, plaintext_update
+from crypto.codec import encode as codec_encode
+from crypto.committee import (
+    CommitteeError,
+    RefusalError,
+    SelfCertifyingVerifier,
+    verify_signed_descriptor,
+    verify_signed_roster,
+)
+from crypto.committee.roster import Roster
+from crypto.round_codec import RoundCodecError, codec_config, round_rotation
 from hefl.v1 import common_pb2 as common
 
 
@@ -25,6 +35,8 @@ class EncodedUpload:
     payload_path: Path
     payload_format_version: int
     sealed_shares: list[common.SealedBox] = field(default_factory=list)
+    fields: npt.NDArray[np.uint16] | None = None
+    """The quantized fields before encryption (kept only if the device records its updates)."""
 
 
 class UpdateEncoder(abc.ABC):
@@ -49,8 +61,8 @@ class UpdateEncoder(abc.ABC):
     def encode(
         self,
         delta: npt.NDArray[np.float32],
-        descriptor: common.RoundDescriptor,
-        descriptor_sha256: bytes,
+        signed: common.SignedRoundDescriptor,
+        worker_id: str,
         spool: Path,
     ) -> EncodedUpload:
         """Encodes (and, for secure profiles, encrypts) the delta into ``spool``."""
@@ -76,8 +88,8 @@ class PlaintextEncoder(UpdateEncoder):
     def encode(
         self,
         delta: npt.NDArray[np.float32],
-        descriptor: common.RoundDescriptor,
-        descriptor_sha256: bytes,
+        signed: common.SignedRoundDescriptor,
+        worker_id: str,
         spool: Path,
     ) -> EncodedUpload:
         """Writes the float32 delta."""
@@ -89,6 +101,131 @@ class PlaintextEncoder(UpdateEncoder):
         return EncodedUpload(spool, self.payload_format_version)
 
 
+class SecureEncoder(UpdateEncoder):
+    """What the secure encoders share: rosters per epoch and the signed-descriptor check."""
+
+    def __init__(self, state_dir: Path) -> None:
+        """Loads the rosters the device already verified."""
+        self._directory = state_dir / "rosters"
+        self._verifier = SelfCertifyingVerifier()
+        self.rosters: dict[int, Roster] = {}
+        for path in self._directory.glob("epoch-*.bin"):
+            signed = common.SignedCommitteeRoster.FromString(path.read_bytes())
+            roster = verify_signed_roster(signed, enrollment_verifier=self._verifier)
+            self.rosters[roster.epoch] = roster
+
+    def verify_descriptor(
+        self,
+        signed: common.SignedRoundDescriptor,
+        key_material: common.KeyEpochMaterial | None,
+    ) -> common.RoundDescriptor:
+        """Checks the roster (once per epoch) and the committee's signatures on the descriptor."""
+        try:
+            if key_material is not None and key_material.HasField("roster"):
+                roster = verify_signed_roster(
+                    key_material.roster, enrollment_verifier=self._verifier
+                )
+                self.adopt_epoch(roster, key_material)
+            epoch = common.RoundDescriptor.FromString(signed.descriptor).committee_epoch
+            known = self.rosters.get(epoch)
+            if known is None:
+                raise DescriptorRefused(f"no verified roster for key epoch {epoch}")
+            verified = verify_signed_descriptor(signed, known)
+        except (RefusalError, CommitteeError) as error:
+            raise DescriptorRefused(f"round descriptor refused: {error}") from error
+        if verified.message.profile != self.profile:
+            raise DescriptorRefused("descriptor is for another crypto profile")
+        return verified.message
+
+    def adopt_epoch(self, roster: Roster, key_material: common.KeyEpochMaterial) -> None:
+        """Keeps a verified roster (and, in subclasses, the epoch's public keys)."""
+        self._directory.mkdir(parents=True, exist_ok=True)
+        (self._directory / f"epoch-{roster.epoch}.bin").write_bytes(
+            key_material.roster.SerializeToString()
+        )
+        self.rosters[roster.epoch] = roster
+
+    def codec_fields(
+        self, delta: npt.NDArray[np.float32], descriptor: common.RoundDescriptor
+    ) -> npt.NDArray[np.uint16]:
+        """Clips, rotates, quantizes and noises the delta as the descriptor says."""
+        try:
+            config = codec_config(descriptor.codec, descriptor.dp)
+        except RoundCodecError as error:
+            raise DescriptorRefused(str(error)) from error
+        encoded = codec_encode(delta, config, round_rotation(config, descriptor.seed))
+        return encoded.fields
+
+
+class OneshotEncoder(SecureEncoder):
+    """Masks the quantized update with a fresh RLWE mask; the key goes as sealed shares."""
+
+    profile = common.CRYPTO_PROFILE_ONESHOT
+    payload_format_version = oneshot.FORMAT_VERSION
+
+    def __init__(self, state_dir: Path) -> None:
+        """Loads rosters and the record of rounds already masked."""
+        super().__init__(state_dir)
+        self._used_path = state_dir / "used_rounds.bin"
+        self.used_rounds = (
+            oneshot.UsedRounds.from_bytes(self._used_path.read_bytes())
+            if self._used_path.exists()
+            else oneshot.UsedRounds()
+        )
+
+    def encode(
+        self,
+        delta: npt.NDArray[np.float32],
+        signed: common.SignedRoundDescriptor,
+        worker_id: str,
+        spool: Path,
+    ) -> EncodedUpload:
+        """Quantizes, masks and seals; records the round as used before anything is sent."""
+        descriptor = common.RoundDescriptor.FromString(signed.descriptor)
+        roster = self.rosters[descriptor.committee_epoch]
+        binding = oneshot.RoundBinding(signed.descriptor)
+        try:
+            params = binding.params()
+            fields = self.codec_fields(delta, descriptor)
+            members = [
+                oneshot.MemberKey(m.member_index, m.sealing_public_key)
+                for m in roster.message.members
+            ]
+            masked = oneshot.mask_update(
+                binding,
+                params,
+                fields,
+                self.used_rounds,
+                members=members,
+                threshold=roster.threshold,
+                worker_id=worker_id,
+            )
+        except (oneshot.ParameterError, oneshot.RoundReuseError) as error:
+            raise DescriptorRefused(str(error)) from error
+        _write_durably(self._used_path, self.used_rounds.to_bytes())
+        _write_durably(spool, masked.payload)
+        boxes = [
+            common.SealedBox(
+                recipient_index=share.member_index,
+                ephemeral_public_key=share.sealed.ephemeral_public_key,
+                nonce=share.sealed.nonce,
+                ciphertext=share.sealed.ciphertext,
+            )
+            for share in masked.sealed_shares
+        ]
+        return EncodedUpload(spool, self.payload_format_version, boxes, fields)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
 def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:
     """The encoder of a federation's crypto profile.
 
@@ -97,4 +234,6 @@ def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:
     """
     if profile == common.CRYPTO_PROFILE_PLAINTEXT:
         return PlaintextEncoder()
+    if profile == common.CRYPTO_PROFILE_ONESHOT:
+        return OneshotEncoder(state_dir)
     raise DescriptorRefused(f"crypto profile {profile} is not supported by this worker")

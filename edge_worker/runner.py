@@ -21,11 +21,12 @@ from crypto import model_payload
 from crypto.signing import SignatureTag
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import Connection
-from edge_worker.encoders import DescriptorRefused, UpdateEncoder, encoder_for
+from edge_worker.encoders import DescriptorRefused, EncodedUpload, UpdateEncoder, encoder_for
 from edge_worker.hooks import CorrectionCheck, CorrectionHook, UpdateCheck, UpdateHook
 from edge_worker.identity import load_or_create_identity
+from edge_worker.member import MemberRuntime
 from edge_worker.model_state import CorrectionRejected, DeviceModel, apply_download
-from edge_worker.statement import build_trailer
+from edge_worker.statement import build_trailer, trailer_format_version
 from edge_worker.training import LocalTrainer
 from edge_worker.transfer import UploadJob, download_model, upload
 from hefl.v1 import common_pb2 as common
@@ -65,6 +66,34 @@ class TaskReport:
     global_version: int
 
 
+async def enroll_device(connection: Connection) -> fed.EnrollWorkerResponse:
+    """EnrollWorker for the connection's key, retrying transient failures."""
+    config, key = connection.config, connection.key
+    stub = fed_grpc.FederationServiceStub(connection.channel)
+
+    async def attempt() -> fed.EnrollWorkerResponse:
+        now = int(time.time())
+        proof = key.sign(
+            SignatureTag.ENROLL,
+            enrollment_proof_message(config.federation_id, key.public_bytes, now),
+        )
+        response: fed.EnrollWorkerResponse = await stub.EnrollWorker(
+            fed.EnrollWorkerRequest(
+                federation_id=config.federation_id,
+                signing_public_key=key.public_bytes,
+                display_name=config.display_name or key.worker_id[:8],
+                enrollment_token=config.enrollment_token,
+                key_holder_capable=config.key_holder,
+                request_time=Timestamp(seconds=now),
+                proof_of_possession=proof,
+            ),
+            timeout=config.call_timeout_seconds,
+        )
+        return response
+
+    return await connection.retry("EnrollWorker", attempt)
+
+
 class WorkerRuntime:
     """Runs one device against a coordinator until stopped or ``max_rounds`` are done."""
 
@@ -92,6 +121,7 @@ class WorkerRuntime:
         self.key_epoch = 0
         self._rng = random.SystemRandom()
         self._connection: Connection | None = None
+        self.member: MemberRuntime | None = None
 
     @property
     def encoder(self) -> UpdateEncoder:
@@ -117,8 +147,13 @@ class WorkerRuntime:
         """Enrols, then works rounds until ``stop`` is set or ``max_rounds`` contributions."""
         stop = stop or asyncio.Event()
         self._connection = Connection(self.config, self.key)
+        member_stop = asyncio.Event()
+        member_task: asyncio.Task[None] | None = None
         try:
             await self.enroll()
+            if self.config.key_holder:
+                self.member = MemberRuntime(self.config, self.key, self.state_dir)
+                member_task = asyncio.create_task(self.member.run(self.connection, member_stop))
             while not stop.is_set():
                 if self.config.max_rounds and (
                     self.counters.rounds_contributed >= self.config.max_rounds
@@ -129,37 +164,20 @@ class WorkerRuntime:
                     await self._sleep_until(response.retry, stop)
                     continue
                 await self.execute(response.task)
+            if member_task is not None and self.config.serve_committee_after_rounds:
+                # A key holder keeps serving the committee after its own rounds are done.
+                await stop.wait()
         finally:
+            member_stop.set()
+            if member_task is not None:
+                await asyncio.gather(member_task, return_exceptions=True)
             await self.connection.close()
             self._connection = None
         return self.counters
 
     async def enroll(self) -> fed.EnrollWorkerResponse:
         """Enrols (idempotently) with a fresh proof of key possession."""
-        stub = self._stub()
-
-        async def attempt() -> fed.EnrollWorkerResponse:
-            now = int(time.time())
-            stamp = Timestamp(seconds=now)
-            proof = self.key.sign(
-                SignatureTag.ENROLL,
-                enrollment_proof_message(self.config.federation_id, self.key.public_bytes, now),
-            )
-            response: fed.EnrollWorkerResponse = await stub.EnrollWorker(
-                fed.EnrollWorkerRequest(
-                    federation_id=self.config.federation_id,
-                    signing_public_key=self.key.public_bytes,
-                    display_name=self.config.display_name or self.worker_id[:8],
-                    enrollment_token=self.config.enrollment_token,
-                    key_holder_capable=self.config.key_holder,
-                    request_time=stamp,
-                    proof_of_possession=proof,
-                ),
-                timeout=self.config.call_timeout_seconds,
-            )
-            return response
-
-        response = await self.connection.retry("EnrollWorker", attempt)
+        response = await enroll_device(self.connection)
         if self._encoder is None:
             self._encoder = encoder_for(response.profile, self.state_dir)
         elif self._encoder.profile != response.profile:
@@ -297,16 +315,33 @@ class WorkerRuntime:
     ) -> None:
         descriptor_sha256 = hashlib.sha256(task.descriptor.descriptor).digest()
         spool = self.state_dir / "spool" / f"{task.task_id}.payload"
-        encoded = await asyncio.to_thread(
-            self.encoder.encode, delta, descriptor, descriptor_sha256, spool
-        )
-        trailer = build_trailer(
-            self.key,
-            descriptor,
-            descriptor_sha256,
-            self.encoder.profile,
-            encoded,
-        )
+        trailer_path = spool.with_suffix(".trailer")
+        if spool.exists() and trailer_path.exists():
+            # A restarted device resumes the very payload it started to send.
+            trailer = fed.UploadTrailer.FromString(trailer_path.read_bytes())
+            encoded = EncodedUpload(
+                spool,
+                trailer_format_version(trailer),
+                list(trailer.sealed_shares),
+            )
+        else:
+            encoded = await asyncio.to_thread(
+                self.encoder.encode, delta, task.descriptor, self.worker_id, spool
+            )
+            trailer = build_trailer(
+                self.key,
+                descriptor,
+                descriptor_sha256,
+                self.encoder.profile,
+                encoded,
+            )
+            trailer_path.write_bytes(trailer.SerializeToString())
+            if self.config.record_updates_dir and encoded.fields is not None:
+                record = Path(self.config.record_updates_dir)
+                record.mkdir(parents=True, exist_ok=True)
+                (record / f"round-{descriptor.round_number}.fields").write_bytes(
+                    encoded.fields.astype("<u2").tobytes()
+                )
         chunk = min(self.config.chunk_size_bytes, task.max_chunk_size_bytes or 2**20)
         await upload(
             self.connection,
@@ -322,6 +357,7 @@ class WorkerRuntime:
             ),
         )
         encoded.payload_path.unlink(missing_ok=True)
+        trailer_path.unlink(missing_ok=True)
 
     async def _report(
         self, task: fed.TaskAssignment, outcome: int, metrics: dict[str, float]

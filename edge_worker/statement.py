@@ -46,3 +46,8 @@ def build_trailer(
         ),
         sealed_shares=encoded.sealed_shares,
     )
+
+
+def trailer_format_version(trailer: fed.UploadTrailer) -> int:
+    """The payload format version a stored trailer's statement names."""
+    return common.UploadStatement.FromString(trailer.statement.statement).payload_format_version

@@ -12,6 +12,10 @@ import numpy.typing as npt
 from hefl.v1 import common_pb2 as common
 
 
+class RoundRefusedError(Exception):
+    """The next round must not start (for example: it would exceed the privacy budget)."""
+
+
 class InvalidPayloadError(ValueError):
     """An upload's bytes do not form a valid payload for the round (corrupt, wrong key...)."""
 
@@ -47,6 +51,8 @@ class OpenedAggregate:
     mean_delta: npt.NDArray[np.float64]
     contributors: int
     counters: dict[str, float]
+    field_sums: npt.NDArray[np.int64] | None = None
+    """The opened sum of the quantized fields (secure profiles), kept for audit."""
 
 
 class Aggregate(abc.ABC):
@@ -113,6 +119,14 @@ class RoundProtocol(abc.ABC):
     def key_material(self, have_epoch: int) -> common.KeyEpochMaterial | None:
         """Public key material a device without epoch ``have_epoch`` needs (None: nothing)."""
         return None
+
+    def round_ended(self, round_number: int, published: bool, contributors: int) -> float:
+        """Charges a round whose descriptor went out; returns its epsilon increment."""
+        return 0.0
+
+    def privacy_summary(self) -> tuple[float, float, float]:
+        """(epsilon spent, epsilon budget, delta); zeros without DP."""
+        return 0.0, 0.0, 0.0
 
     def committee_indices(self) -> dict[str, int]:
         """Worker id to member index in the current epoch (empty without a committee)."""

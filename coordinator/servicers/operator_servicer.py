@@ -52,7 +52,6 @@ class OperatorServicer(ops_grpc.OperatorServiceServicer):
         gate: Gate,
         engine: RoundEngine,
         events: EventBus,
-        ledger_summary: Any = None,
     ) -> None:
         """Wires the handlers to the coordinator's components."""
         self._config = config
@@ -60,7 +59,6 @@ class OperatorServicer(ops_grpc.OperatorServiceServicer):
         self.gate = gate
         self._engine = engine
         self._events = events
-        self._ledger_summary = ledger_summary
 
     def _check_federation(self, federation_id: str) -> None:
         if not federation_id:
@@ -70,10 +68,7 @@ class OperatorServicer(ops_grpc.OperatorServiceServicer):
 
     def _budget(self) -> tuple[float, float, float]:
         """(spent, budget, delta) from the privacy ledger, zeros when DP is off."""
-        if self._ledger_summary is None:
-            return 0.0, 0.0, 0.0
-        spent, budget, delta = self._ledger_summary()
-        return float(spent), float(budget), float(delta)
+        return self._engine.protocol.privacy_summary()
 
     @unary_errors("GetFederationStatus")
     async def GetFederationStatus(

@@ -12,13 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from examples import digits
 from edge_worker.model_state import save_initial_model
+from examples import digits
+from examples.processes import start_coordinator, start_worker, stop_processes
 from hefl.v1 import common_pb2 as common
 from hefl.v1 import operator_service_pb2 as ops
 from hefl.v1 import operator_service_pb2_grpc as ops_grpc
 from tests.support.metrics import scrape, value
-from tests.support.processes import start_coordinator, start_worker, stop_processes
 from tests.support.tcp_proxy import FaultyProxy
 
 WIDTH = 16384  # 1,228,810 parameters: 4.9 MB each way
@@ -28,7 +28,9 @@ WORKERS = 5
 async def _rounds(address: str) -> list[ops.RoundSummary]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = ops_grpc.OperatorServiceStub(channel)
-        response = await stub.ListRounds(ops.ListRoundsRequest(federation_id="test-fed"), timeout=10)
+        response = await stub.ListRounds(
+            ops.ListRoundsRequest(federation_id="test-fed"), timeout=10
+        )
         return list(response.rounds)
 
 
@@ -60,8 +62,16 @@ async def test_workers_train_through_a_cutting_proxy(tmp_path: Path) -> None:
     proxy = FaultyProxy(coordinator.grpc_address, cut_after_bytes=1_500_000, max_cuts=8).start()
     workers = [
         start_worker(
-            tmp_path / f"worker{i}", proxy.address, i, WORKERS,
-            "--model-width", str(WIDTH), "--max-rounds", "2", "--learning-rate", "0.05",
+            tmp_path / f"worker{i}",
+            proxy.address,
+            i,
+            WORKERS,
+            "--model-width",
+            str(WIDTH),
+            "--max-rounds",
+            "2",
+            "--learning-rate",
+            "0.05",
         )
         for i in range(WORKERS)
     ]

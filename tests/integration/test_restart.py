@@ -18,8 +18,9 @@ async def test_restart_keeps_accepted_and_partial_uploads(tmp_path: Path) -> Non
     async with running_coordinator(tmp_path, PARAMETERS) as coordinator:
         await wait_for_round(coordinator)
         round_number = coordinator.engine.current.number  # type: ignore[union-attr]
-        done, partial = Device.connect(coordinator.grpc_address), Device.connect(
-            coordinator.grpc_address
+        done, partial = (
+            Device.connect(coordinator.grpc_address),
+            Device.connect(coordinator.grpc_address),
         )
         await done.enroll()
         await partial.enroll()
@@ -27,7 +28,9 @@ async def test_restart_keeps_accepted_and_partial_uploads(tmp_path: Path) -> Non
         partial_task = (await partial.check_in()).task
         _, frames = plaintext_upload(done, done_task, np.full(PARAMETERS, 2.0), tmp_path / "a")
         assert (await done.upload_frames(frames)).state == fed.UPLOAD_STATE_ACCEPTED
-        _, frames = plaintext_upload(partial, partial_task, np.full(PARAMETERS, 4.0), tmp_path / "b")
+        _, frames = plaintext_upload(
+            partial, partial_task, np.full(PARAMETERS, 4.0), tmp_path / "b"
+        )
         # Header and three chunks, then the stream ends: a pause, not an error.
         paused = await partial.upload_frames(frames[:4])
         assert paused.state == fed.UPLOAD_STATE_RECEIVING

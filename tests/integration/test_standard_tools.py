@@ -15,14 +15,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from examples.processes import start_coordinator
 from tests.support.cluster import coordinator_settings
-from tests.support.processes import start_coordinator
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 
 
 def _grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [GRPCURL, "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 @pytest.fixture
@@ -62,7 +64,9 @@ def test_grpcurl_lists_services_and_calls_status(coordinator) -> None:  # type: 
     assert body["global_version"] == "1"
     assert body["parameter_count"] == "1000"
     unknown = _grpcurl(
-        "-d", '{"federation_id": "nope"}', coordinator.grpc_address,
+        "-d",
+        '{"federation_id": "nope"}',
+        coordinator.grpc_address,
         "hefl.v1.OperatorService/GetFederationStatus",
     )
     assert unknown.returncode != 0
@@ -72,7 +76,9 @@ def test_grpcurl_lists_services_and_calls_status(coordinator) -> None:  # type: 
 def test_sigterm_turns_health_not_serving_then_exits_zero(coordinator) -> None:  # type: ignore[no-untyped-def]
     channel = grpc.insecure_channel(coordinator.grpc_address)
     stub = health_pb2_grpc.HealthStub(channel)
-    serving = stub.Check(health_pb2.HealthCheckRequest(service="hefl.v1.FederationService"), timeout=5)
+    serving = stub.Check(
+        health_pb2.HealthCheckRequest(service="hefl.v1.FederationService"), timeout=5
+    )
     assert serving.status == health_pb2.HealthCheckResponse.SERVING
     watch = stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20)
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING

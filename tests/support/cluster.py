@@ -33,7 +33,9 @@ def write_initial_model(path: Path, parameters: int, seed: int = 0) -> np.ndarra
     return values
 
 
-def coordinator_settings(tmp_path: Path, parameters: int = 1000, **overrides: Any) -> dict[str, str]:
+def coordinator_settings(
+    tmp_path: Path, parameters: int = 1000, **overrides: Any
+) -> dict[str, str]:
     model = tmp_path / "initial.model"
     if not model.exists():
         write_initial_model(model, parameters)
@@ -139,7 +141,9 @@ class Device:
 
     async def status(self, task_id: str) -> fed.GetUploadStatusResponse:
         return await self.stub.GetUploadStatus(
-            fed.GetUploadStatusRequest(task_id=task_id), metadata=self.md("GetUploadStatus"), timeout=10
+            fed.GetUploadStatusRequest(task_id=task_id),
+            metadata=self.md("GetUploadStatus"),
+            timeout=10,
         )
 
     async def upload_frames(
@@ -169,7 +173,7 @@ def plaintext_upload(
     encoder = PlaintextEncoder()
     descriptor = common.RoundDescriptor.FromString(task.descriptor.descriptor)
     digest = hashlib.sha256(task.descriptor.descriptor).digest()
-    encoded = encoder.encode(delta.astype(np.float32), descriptor, digest, spool)
+    encoded = encoder.encode(delta.astype(np.float32), task.descriptor, device.key.worker_id, spool)
     trailer = build_trailer(device.key, descriptor, digest, encoder.profile, encoded)
     payload = spool.read_bytes()
     frames = [

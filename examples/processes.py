@@ -1,4 +1,4 @@
-"""Coordinator and worker processes for integration tests, started and stopped by PID."""
+"""Coordinator and worker processes on loopback, started and stopped by PID (demo, tests, bench)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict[str, str]:
@@ -24,12 +24,15 @@ def _env() -> dict[str, str]:
 
 @dataclass
 class CoordinatorProcess:
+    """A coordinator child process and the addresses it announced."""
+
     process: subprocess.Popen[str]
     grpc_address: str
     metrics_address: str
     log_path: Path
 
     def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait for the drain, and return the exit code (kills after ``timeout``)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -40,11 +43,13 @@ class CoordinatorProcess:
         return self.process.returncode
 
     def kill(self) -> None:
+        """SIGKILL (a crash, as far as the coordinator is concerned)."""
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
 
     def log(self) -> str:
+        """The process's log so far."""
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
@@ -81,7 +86,12 @@ def start_coordinator(
 
 
 def start_worker(
-    workdir: Path, coordinator: str, shard: int, shards: int, *extra: str
+    workdir: Path,
+    coordinator: str,
+    shard: int,
+    shards: int,
+    *extra: str,
+    federation_id: str = "test-fed",
 ) -> subprocess.Popen[str]:
     """Starts ``python -m edge_worker`` for one shard of the digits task."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +103,7 @@ def start_worker(
             "--coordinator",
             coordinator,
             "--federation-id",
-            "test-fed",
+            federation_id,
             "--state-dir",
             str(workdir / "state"),
             "--shard",
@@ -109,6 +119,7 @@ def start_worker(
 
 
 def stop_processes(processes: list[subprocess.Popen[str]], timeout: float = 20.0) -> None:
+    """SIGTERM every process, then wait (killing any that outlive ``timeout``)."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
