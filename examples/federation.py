@@ -52,6 +52,7 @@ class FederationSpec:
     width: int = digits.HIDDEN
     learning_rate: float = 0.1
     local_epochs: int = 2
+    record_updates: bool = False
     server_settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -68,6 +69,7 @@ class LocalFederation:
         self.spec = spec
         self.coordinator: CoordinatorProcess | None = None
         self.workers: list[subprocess.Popen[str]] = []
+        self.worker_address = ""
 
     def settings(self) -> dict[str, str]:
         """The coordinator's settings (``--set`` flags)."""
@@ -99,17 +101,31 @@ class LocalFederation:
         settings.update(spec.server_settings)
         return settings
 
-    def start(self) -> CoordinatorProcess:
-        """Writes the initial model, starts the coordinator, then the workers."""
+    def start(self, worker_address: str | None = None) -> CoordinatorProcess:
+        """Writes the initial model, starts the coordinator, then the workers.
+
+        Args:
+            worker_address: Where workers connect (a proxy, say); the coordinator by default.
+        """
+        coordinator = self.start_coordinator()
+        self.worker_address = worker_address or coordinator.grpc_address
+        for index in range(self.spec.workers):
+            self.workers.append(self.start_worker(index))
+        return coordinator
+
+    def start_coordinator(self) -> CoordinatorProcess:
+        """Writes the initial model and starts the coordinator only."""
         spec = self.spec
         spec.workdir.mkdir(parents=True, exist_ok=True)
         save_initial_model(
             digits.initial_weights(spec.seed, spec.width), spec.workdir / "initial.model"
         )
         self.coordinator = start_coordinator(spec.workdir / "coordinator", self.settings())
-        for index in range(spec.workers):
-            self.workers.append(self.start_worker(index))
         return self.coordinator
+
+    def worker_dir(self, index: int) -> Path:
+        """State and log folder of worker ``index``."""
+        return self.spec.workdir / f"worker{index}"
 
     def start_worker(self, index: int) -> subprocess.Popen[str]:
         """(Re)starts worker ``index`` with its own state directory."""
@@ -129,9 +145,11 @@ class LocalFederation:
         ]
         if index < spec.key_holders:
             extra.append("--key-holder")
+        if spec.record_updates:
+            extra += ["--record-updates", str(self.worker_dir(index) / "updates")]
         return start_worker(
-            spec.workdir / f"worker{index}",
-            self.coordinator.grpc_address,
+            self.worker_dir(index),
+            self.worker_address or self.coordinator.grpc_address,
             index,
             spec.workers,
             *extra,

@@ -36,6 +36,7 @@ class FaultyProxy:
         random_cut_probability: float = 0.0,
         delay_seconds: float = 0.0,
         seed: int = 0,
+        capture: bool = False,
     ) -> None:
         self._target_host, port = target.rsplit(":", 1)
         self._target_port = int(port)
@@ -44,6 +45,9 @@ class FaultyProxy:
         self.random_cut_probability = random_cut_probability
         self.delay_seconds = delay_seconds
         self.stats = ProxyStats()
+        self.capture = capture
+        # Bytes each client sent towards the target, one buffer per connection.
+        self.captured: list[bytearray] = []
         self._rng = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -115,8 +119,13 @@ class FaultyProxy:
         self._writers.update({writer, up_writer})
         crossed = [0]
         done = asyncio.Event()
+        upstream = bytearray()
+        if self.capture:
+            self.captured.append(upstream)
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, record: bytearray | None
+        ) -> None:
             try:
                 while not done.is_set():
                     data = await source.read(65536)
@@ -130,6 +139,8 @@ class FaultyProxy:
                         self.stats.cuts += 1
                         self.stats.cut_offsets.append(crossed[0])
                         break
+                    if record is not None:
+                        record.extend(data)
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -137,7 +148,10 @@ class FaultyProxy:
             finally:
                 done.set()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(
+            pump(reader, up_writer, upstream if self.capture else None),
+            pump(up_reader, writer, None),
+        )
         for w in (writer, up_writer):
             w.transport.abort()
             self._writers.discard(w)
