@@ -64,6 +64,7 @@ demo: $(STAMP) ## a real federated training on loopback (ARGS=--plaintext for th
 	$(PY) -m examples.demo $(ARGS)
 
 bench: $(STAMP) ## benchmarks against baselines measured in the same run (QUICK=1 for a smoke run)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
 clean: ## remove build and run output (keeps .venv)

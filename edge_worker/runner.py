@@ -267,6 +267,8 @@ class WorkerRuntime:
             metrics.update(metrics_before)
             result = await asyncio.to_thread(self.trainer.train)
             delta = (self.trainer.get_weights() - model.values).astype(np.float32)
+            # The user's module keeps holding the global model, not this round's local fit.
+            self.trainer.set_weights(model.values)
             metrics.update({"train_loss": result.mean_loss, "train_examples": result.examples})
             check = UpdateCheck(delta, result.mean_loss, result.examples, metrics_before)
             if not all(hook(check) for hook in self.update_hooks):

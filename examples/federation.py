@@ -101,16 +101,21 @@ class LocalFederation:
         settings.update(spec.server_settings)
         return settings
 
-    def start(self, worker_address: str | None = None) -> CoordinatorProcess:
+    def start(
+        self,
+        worker_address: str | None = None,
+        overrides: dict[int, tuple[str, ...]] | None = None,
+    ) -> CoordinatorProcess:
         """Writes the initial model, starts the coordinator, then the workers.
 
         Args:
             worker_address: Where workers connect (a proxy, say); the coordinator by default.
+            overrides: Extra flags for some workers, by index.
         """
         coordinator = self.start_coordinator()
         self.worker_address = worker_address or coordinator.grpc_address
         for index in range(self.spec.workers):
-            self.workers.append(self.start_worker(index))
+            self.workers.append(self.start_worker(index, *(overrides or {}).get(index, ())))
         return coordinator
 
     def start_coordinator(self) -> CoordinatorProcess:
@@ -127,8 +132,8 @@ class LocalFederation:
         """State and log folder of worker ``index``."""
         return self.spec.workdir / f"worker{index}"
 
-    def start_worker(self, index: int) -> subprocess.Popen[str]:
-        """(Re)starts worker ``index`` with its own state directory."""
+    def start_worker(self, index: int, *overrides: str) -> subprocess.Popen[str]:
+        """(Re)starts worker ``index`` with its own state directory (``overrides``: more flags)."""
         spec = self.spec
         assert self.coordinator is not None
         extra = [
@@ -147,6 +152,7 @@ class LocalFederation:
             extra.append("--key-holder")
         if spec.record_updates:
             extra += ["--record-updates", str(self.worker_dir(index) / "updates")]
+        extra += overrides
         return start_worker(
             self.worker_dir(index),
             self.worker_address or self.coordinator.grpc_address,
