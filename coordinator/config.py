@@ -100,7 +100,7 @@ class CommitteeConfig:
     wait_for_members_seconds: float = 120.0
     """How long a key ceremony waits for enough key holders to connect."""
     key_epoch_rounds: int = 100
-    """Rounds after which the keys rotate (they also rotate after any member dropout)."""
+    """Rounds after which the keys rotate (BGV profiles also rotate after covering a member)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -46,6 +46,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--max-rounds", type=int, default=int(_env("MAX_ROUNDS", "0")))
     parser.add_argument(
+        "--privacy-budget",
+        type=float,
+        default=float(_env("PRIVACY_BUDGET", "0")),
+        help="this device's own epsilon budget (0: keep a ledger, no limit of its own)",
+    )
+    parser.add_argument(
         "--record-updates",
         default=_env("RECORD_UPDATES", ""),
         help="write each round's quantized fields to this folder (audits, tests)",
@@ -82,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_holder=args.key_holder,
         max_rounds=args.max_rounds,
         record_updates_dir=args.record_updates,
+        privacy_budget_epsilon=args.privacy_budget,
     )
     trainer = make_trainer(
         shard,

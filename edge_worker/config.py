@@ -46,5 +46,7 @@ class WorkerConfig:
     audits and end-to-end tests; empty keeps nothing."""
     serve_committee_after_rounds: bool = True
     """A key holder that reached max_rounds keeps answering committee tasks until stopped."""
+    privacy_budget_epsilon: float = 0.0
+    """The device's own epsilon budget (at the federation's delta); 0 keeps a ledger only."""
     min_contributors_floor: int = 2
     """As a key holder: fewest contributors this device ever helps open, whatever is asked."""

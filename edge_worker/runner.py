@@ -21,6 +21,7 @@ from crypto import model_payload
 from crypto.signing import SignatureTag
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import Connection
+from edge_worker.device_ledger import DeviceBudgetExceededError, DeviceLedger
 from edge_worker.encoders import DescriptorRefused, EncodedUpload, UpdateEncoder, encoder_for
 from edge_worker.hooks import CorrectionCheck, CorrectionHook, UpdateCheck, UpdateHook
 from edge_worker.identity import load_or_create_identity
@@ -118,6 +119,9 @@ class WorkerRuntime:
         self.key = load_or_create_identity(self.state_dir)
         self.model = DeviceModel.load(self.state_dir / "model.bin")
         self.counters = WorkerCounters()
+        self.ledger = DeviceLedger(
+            self.state_dir / "privacy_ledger.json", config.privacy_budget_epsilon
+        )
         self.key_epoch = 0
         self._rng = random.SystemRandom()
         self._connection: Connection | None = None
@@ -259,6 +263,7 @@ class WorkerRuntime:
             descriptor = self.encoder.verify_descriptor(task.descriptor, key_material)
             if key_material is not None:
                 self.key_epoch = descriptor.committee_epoch
+            self.ledger.check(descriptor)
             model = await self.sync_model(descriptor.global_version, give_up_at=deadline)
             if model.sha256 != descriptor.global_model_sha256:
                 raise DescriptorRefused("the descriptor names a different global model digest")
@@ -278,6 +283,9 @@ class WorkerRuntime:
                 await self._upload(task, descriptor, delta, deadline)
                 self.counters.rounds_contributed += 1
                 outcome = fed.TASK_OUTCOME_UPLOADED
+        except DeviceBudgetExceededError as refusal:
+            logger.warning("not contributing: %s", refusal)
+            outcome = fed.TASK_OUTCOME_BUDGET_REFUSED
         except DescriptorRefused as refusal:
             logger.warning("refusing round: %s", refusal)
             self.counters.refused_descriptors += 1
@@ -327,6 +335,8 @@ class WorkerRuntime:
                 list(trailer.sealed_shares),
             )
         else:
+            # Charged before anything leaves the device (conservative if the upload then fails).
+            self.ledger.record(descriptor)
             encoded = await asyncio.to_thread(
                 self.encoder.encode, delta, task.descriptor, self.worker_id, spool
             )

@@ -150,6 +150,9 @@ class LocalFederation:
         ]
         if index < spec.key_holders:
             extra.append("--key-holder")
+        if spec.dp and spec.profile != "plaintext":
+            # Each device keeps its own ledger with the same budget as the federation.
+            extra += ["--privacy-budget", str(spec.epsilon)]
         if spec.record_updates:
             extra += ["--record-updates", str(self.worker_dir(index) / "updates")]
         extra += overrides

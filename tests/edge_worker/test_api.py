@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -39,7 +40,7 @@ def _initial_model(tmp_path: Path) -> None:
 
 async def test_federated_devices_train_and_hold_the_global_model(tmp_path: Path) -> None:
     _initial_model(tmp_path)
-    settings = {
+    settings: dict[str, Any] = {
         "round.goal_contributors": 2,
         "round.min_contributors": 2,
         "round.collect_seconds": 30,
@@ -65,7 +66,7 @@ async def test_federated_devices_train_and_hold_the_global_model(tmp_path: Path)
 
 async def test_update_hook_refusal_keeps_the_update_on_the_device(tmp_path: Path) -> None:
     _initial_model(tmp_path)
-    settings = {
+    settings: dict[str, Any] = {
         "round.goal_contributors": 1,
         "round.min_contributors": 1,
         "round.collect_seconds": 3,
@@ -99,7 +100,7 @@ async def test_update_hook_refusal_keeps_the_update_on_the_device(tmp_path: Path
 
 async def test_correction_hook_refusal_keeps_the_previous_model(tmp_path: Path) -> None:
     _initial_model(tmp_path)
-    settings = {
+    settings: dict[str, Any] = {
         "round.goal_contributors": 1,
         "round.min_contributors": 1,
         "round.collect_seconds": 30,

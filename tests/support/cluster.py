@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from coordinator.config import build_config
@@ -27,7 +28,7 @@ FEDERATION = "test-fed"
 SERVICE = "/hefl.v1.FederationService/"
 
 
-def write_initial_model(path: Path, parameters: int, seed: int = 0) -> np.ndarray:
+def write_initial_model(path: Path, parameters: int, seed: int = 0) -> npt.NDArray[np.float32]:
     values = np.random.default_rng(seed).normal(0, 0.1, parameters).astype(np.float32)
     path.write_bytes(model_payload.encode_model(1, values))
     return values
@@ -159,7 +160,7 @@ class Device:
 def plaintext_upload(
     device: Device,
     task: fed.TaskAssignment,
-    delta: np.ndarray,
+    delta: npt.NDArray[np.floating],
     spool: Path,
     chunk_size: int = 16 * 1024,
 ) -> tuple[bytes, list[fed.UploadUpdateRequest]]:
