@@ -26,6 +26,7 @@ from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from coordinator.anomalies import AnomalyMonitor, RoundSummary, noise_floor_for
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import AlreadyExistsError, WrongPhaseError
 from coordinator.events import EventBus
@@ -33,6 +34,7 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.models import ModelRegistry
 from coordinator.profiles.base import (
     Aggregate,
+    OpenedAggregate,
     RoundContext,
     RoundProtocol,
     RoundRefusedError,
@@ -108,6 +110,7 @@ class RoundEngine:
         metrics: CoordinatorMetrics,
         events: EventBus,
         clock: Callable[[], float] = time.time,
+        anomalies: AnomalyMonitor | None = None,
     ) -> None:
         """Wires the engine to its collaborators; call :meth:`run` to start rounds."""
         self._config = config
@@ -117,6 +120,7 @@ class RoundEngine:
         self._metrics = metrics
         self._events = events
         self._clock = clock
+        self._anomalies = anomalies
         self._rng = random.SystemRandom()
         self.current: ActiveRound | None = None
         self.next_open_time = clock()
@@ -408,7 +412,7 @@ class RoundEngine:
                     "contributors": active.contributors,
                 },
             )
-            self._record_end(active, common.ROUND_OUTCOME_PUBLISHED, end)
+            self._record_end(active, common.ROUND_OUTCOME_PUBLISHED, end, opened)
             self._metrics.global_version.set(version)
             self._events.publish(
                 ops.ROUND_EVENT_KIND_PUBLISHED,
@@ -456,7 +460,13 @@ class RoundEngine:
         )
         self._metrics.rounds.labels(_OUTCOME_LABELS[outcome]).inc()
 
-    def _record_end(self, active: ActiveRound, outcome: int, end: float) -> None:
+    def _record_end(
+        self,
+        active: ActiveRound,
+        outcome: int,
+        end: float,
+        opened: OpenedAggregate | None = None,
+    ) -> None:
         published = outcome == common.ROUND_OUTCOME_PUBLISHED
         increment = self._protocol.round_ended(active.number, published, active.contributors)
         if increment:
@@ -464,6 +474,22 @@ class RoundEngine:
         spent, budget, _ = self._protocol.privacy_summary()
         self._metrics.epsilon_spent.set(spent)
         self._metrics.epsilon_remaining.set(max(budget - spent, 0.0))
+        if self._anomalies is not None:
+            self._anomalies.on_round_end(
+                RoundSummary(
+                    round_number=active.number,
+                    outcome=_OUTCOME_LABELS[outcome],
+                    selected=active.selected,
+                    contributors=active.contributors,
+                    duration_seconds=end - active.open_time,
+                    epsilon_increment=increment,
+                    epsilon_spent=spent,
+                    epsilon_budget=budget,
+                    opened=opened,
+                    noise_floor=noise_floor_for(active.descriptor),
+                    open_time=active.open_time,
+                )
+            )
         if published:
             self._metrics.rounds.labels("published").inc()
         self._metrics.round_seconds.observe(end - active.open_time)

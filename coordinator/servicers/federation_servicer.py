@@ -10,9 +10,11 @@ from typing import Any
 
 import grpc
 
+from coordinator.anomalies import AnomalyMonitor
 from coordinator.config import CoordinatorConfig
 from coordinator.downloads import ModelDownloads
 from coordinator.errors import (
+    CoordinatorError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -54,6 +56,7 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
         engine: RoundEngine,
         uploads: UploadReceiver,
         downloads: ModelDownloads,
+        anomalies: AnomalyMonitor | None = None,
     ) -> None:
         """Wires the handlers to the coordinator's components."""
         self._config = config
@@ -62,6 +65,7 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
         self._engine = engine
         self._uploads = uploads
         self._downloads = downloads
+        self._anomalies = anomalies
 
     def _check_federation(self, federation_id: str) -> None:
         if not federation_id:
@@ -132,7 +136,16 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
     ) -> fed.UploadUpdateResponse:
         """Receives one framed upload (or the next part of a resumed one)."""
         worker = self.gate.admit(context, _SERVICE + "UploadUpdate")
-        return await self._uploads.receive(worker, request_iterator)
+        try:
+            return await self._uploads.receive(worker, request_iterator)
+        except CoordinatorError as error:
+            self.gate.metrics.upload_rejections.labels(error.code.name).inc()
+            if self._anomalies is not None:
+                current = self._engine.current
+                self._anomalies.on_upload_refused(
+                    0 if current is None else current.number, error.code.name
+                )
+            raise
 
     @unary_errors("GetUploadStatus")
     async def GetUploadStatus(
@@ -181,6 +194,10 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
                 record_time=time.time(),
             )
         )
+        if recorded and self._anomalies is not None:
+            self._anomalies.on_device_report(
+                task.round_number, request.update_rejections, request.correction_rejections
+            )
         if recorded:
             metrics = self.gate.metrics
             metrics.validation_rejections.labels("update").inc(request.update_rejections)
