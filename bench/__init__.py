@@ -1,0 +1,1 @@
+"""Benchmarks: pluggable suites, timing harness and the results report (``python -m bench``)."""
