@@ -87,6 +87,8 @@ class LocalFederation:
             "round.min_contributors": str(spec.min_contributors),
             "round.collect_seconds": str(spec.collect_seconds),
             "round.interval_seconds": "1",
+            # Loopback devices are always reachable: short retry windows keep rounds brisk.
+            "round.retry_jitter_seconds": "1",
             "round.max_rounds": str(spec.rounds),
             # Workers plus the observer: the first window opens once every device is there.
             "round.min_enrolled_workers": str(spec.workers + 1),
