@@ -102,6 +102,11 @@ def make_protocol(
             common.CRYPTO_PROFILE_ONESHOT,
         )
         return OneshotProtocol(config.committee, hub, epochs, plan, store)
+    if profile in ("fast", "provable"):
+        # Imported here so that processes of the other profiles never load OpenFHE.
+        from coordinator.profiles.bgv import BgvProtocol
+
+        return BgvProtocol.create(config, store, hub, plan)
     raise ConfigError(f"federation.profile = {profile!r} is not available in this build")
 
 

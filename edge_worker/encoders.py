@@ -236,4 +236,9 @@ def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:
         return PlaintextEncoder()
     if profile == common.CRYPTO_PROFILE_ONESHOT:
         return OneshotEncoder(state_dir)
+    if profile in (common.CRYPTO_PROFILE_FAST, common.CRYPTO_PROFILE_PROVABLE):
+        # Imported here: bgv_encoder builds on this module (and loads OpenFHE only when needed).
+        from edge_worker.bgv_encoder import BgvEncoder
+
+        return BgvEncoder(state_dir, profile)
     raise DescriptorRefused(f"crypto profile {profile} is not supported by this worker")

@@ -35,6 +35,7 @@ from crypto.committee.roster import Roster
 from crypto.oneshot.committee_input import CommitteeInputError, parse_member_input
 from crypto.sealing import SealedMessage, SealingKey
 from crypto.signing import SigningKey
+from edge_worker.bgv_member import BgvMember
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import RETRYABLE, Connection
 from hefl.v1 import committee_service_pb2 as cmt
@@ -102,6 +103,9 @@ class MemberRuntime:
             "certify_contributor_set": self._certify,
             "open_aggregate": self._open_aggregate,
         }
+        # The fast and provable profiles: key ceremony tasks, and their openings (routed below).
+        self.bgv = BgvMember(self)
+        self.handlers.update(self.bgv.handlers())
         self._load_epochs()
 
     def _epoch_dir(self, number: int) -> Path:
@@ -268,6 +272,12 @@ class MemberRuntime:
     async def _open_aggregate(
         self, task: cmt.CommitteeTask
     ) -> cmt.SubmitCommitteeResultRequest | None:
+        profile = common.RoundDescriptor.FromString(
+            task.open_aggregate.descriptor.descriptor
+        ).profile
+        if profile in (common.CRYPTO_PROFILE_FAST, common.CRYPTO_PROFILE_PROVABLE):
+            await self.bgv.open_aggregate(task)
+            return None  # the partials went up with UploadCommitteeOutput
         policy = self._policy(task.epoch)
         state = self.epochs[task.epoch]
         opening = task.open_aggregate
