@@ -17,6 +17,7 @@ from crypto.codec import fields_per_slot, pack_fields, packing_radix
 from crypto.committee import CommitteeError, RefusalError, verify_joint_public_key
 from crypto.committee.roster import Roster
 from edge_worker.encoders import DescriptorRefused, EncodedUpload, SecureEncoder
+from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class BgvEncoder(SecureEncoder):
     def adopt_epoch(self, roster: Roster, key_material: common.KeyEpochMaterial) -> None:
         """Keeps the roster and the epoch's checked joint key and context."""
         keys = self._check_material(roster, key_material)
-        _write_durably(
+        write_durable(
             self._keys_dir / f"epoch-{roster.epoch}.bin", key_material.SerializeToString()
         )
         self.keys[roster.epoch] = keys
@@ -193,13 +194,3 @@ class BgvEncoder(SecureEncoder):
             os.fsync(handle.fileno())
         os.replace(temporary, spool)
         return EncodedUpload(spool, self.payload_format_version, [], fields)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

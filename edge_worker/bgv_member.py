@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import shutil
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,9 +23,11 @@ from typing import TYPE_CHECKING
 import grpc
 
 from crypto import bgv
+from crypto.bgv.wire import crs_seed_for, encode_partials, partials_plan
 from crypto.codec import slots_needed
-from crypto.committee import RefusalError, encode, sha256, sign_joint_public_key, tagged_sha256
+from crypto.committee import RefusalError, sha256, sign_joint_public_key
 from crypto.committee.contributions import VerifiedContributorSet
+from crypto.committee.digests import committee_output_message
 from crypto.committee.errors import (
     AGGREGATE_MISMATCH,
     BAD_TRANSCRIPT,
@@ -41,6 +41,7 @@ from crypto.sealing import SealedMessage
 from crypto.signing import SignatureTag
 from edge_worker.bgv_encoder import BGV_PROFILES, bgv_params_problem, bgv_profile, shared_context
 from edge_worker.connection import RETRYABLE
+from edge_worker.files import write_durable
 from hefl.v1 import committee_service_pb2 as cmt
 from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
 from hefl.v1 import common_pb2 as common
@@ -53,106 +54,12 @@ logger = logging.getLogger(__name__)
 _SERVICE = "/hefl.v1.CommitteeService/"
 _PARTIALS_MAGIC = b"HEFLBGVP\x01"
 _U32 = struct.Struct("<I")
-_COMMITTED_OFFSET = re.compile(r"committed offset (\d+)")
 _MAX_UPLOAD_ATTEMPTS = 8
-_NO_JOINT_KEY = b"\x00"
 
 BgvHandler = Callable[[cmt.CommitteeTask], Awaitable[cmt.SubmitCommitteeResultRequest | None]]
 
 
-def crs_seed_for(roster: Roster) -> bytes:
-    """The epoch's CRS seed: a hash of the roster every member signed, so nobody picks it.
-
-    The roster holds each member's fresh sealing key for the epoch, so the seed also carries
-    member randomness; the coordinator could only grind it by changing the membership, and a
-    SHAKE-expanded ``a`` has no weak values to grind for.
-    """
-    return tagged_sha256("bgv-crs-seed", roster.federation_id, roster.epoch, roster.sha256)
-
-
-# --- partial decryptions on the wire ---------------------------------------------------------
-
-
-class PartialsFormatError(ValueError):
-    """A member's output does not hold well-formed partials for the plan."""
-
-
-def encode_partials(plan: bgv.DecryptionPlan, partials: bgv.MemberPartials) -> bytes:
-    """A member's bulk output: its plan, then its partials as payload-v1 frames.
-
-    ``"HEFLBGVP" 0x01 || u32 member || u32 P || P x u32 participants || frames``; the frames are
-    the own partials (one per aggregate ciphertext), then for each member the plan makes it
-    recover, in ascending order, one partial per ciphertext.
-    """
-    header = _PARTIALS_MAGIC + _U32.pack(partials.member) + _U32.pack(len(plan.participants))
-    header += b"".join(_U32.pack(p) for p in plan.participants)
-    return header + bgv.encode_payload(partials.blobs())
-
-
-def partials_plan(blob: bytes) -> tuple[int, tuple[int, ...], int]:
-    """(member, participants, offset of the frames) of an output made by :func:`encode_partials`.
-
-    Raises:
-        PartialsFormatError: if the header is malformed.
-    """
-    fixed = len(_PARTIALS_MAGIC) + 2 * _U32.size
-    if not blob.startswith(_PARTIALS_MAGIC) or len(blob) < fixed:
-        raise PartialsFormatError("not a hefl BGV partial-decryption output")
-    member, count = struct.unpack_from("<II", blob, len(_PARTIALS_MAGIC))
-    end = fixed + count * _U32.size
-    if count > 255 or len(blob) < end:
-        raise PartialsFormatError("truncated partial-decryption header")
-    participants = struct.unpack_from(f"<{count}I", blob, fixed)
-    return member, tuple(participants), end
-
-
-def decode_partials(
-    blob: bytes, plan: bgv.DecryptionPlan, ciphertexts: int, max_frame_bytes: int
-) -> bgv.MemberPartials:
-    """Parses one member's output for ``plan`` over an aggregate of ``ciphertexts``.
-
-    Raises:
-        PartialsFormatError: if the output is for another plan or has the wrong frame count.
-    """
-    member, participants, offset = partials_plan(blob)
-    if participants != plan.participants or member not in plan.participants:
-        raise PartialsFormatError(f"member {member}'s partials are for plan {participants}")
-    recovers = plan.recovers(member)
-    expected = ciphertexts * (1 + len(recovers))
-    try:
-        frames = list(
-            bgv.parse_frames([blob[offset:]], max_frame_bytes=max_frame_bytes, max_frames=expected)
-        )
-    except bgv.PayloadError as error:
-        raise PartialsFormatError(f"member {member}'s partials: {error}") from error
-    if len(frames) != expected:
-        raise PartialsFormatError(f"member {member} sent {len(frames)} partials, need {expected}")
-    own = tuple(frames[:ciphertexts])
-    recovered = {
-        dropped: tuple(frames[(k + 1) * ciphertexts : (k + 2) * ciphertexts])
-        for k, dropped in enumerate(recovers)
-    }
-    return bgv.MemberPartials(member, own, recovered)
-
-
-def output_signature_message(task_id: str, output: bytes) -> bytes:
-    """What the COMMITTEE_OUTPUT signature covers: ``encode(task_id, SHA-256(output))``."""
-    return encode(task_id, sha256(output))
-
-
 # --- member state ------------------------------------------------------------------------------
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically and durably writes a file only its owner can read."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 @dataclass
@@ -179,24 +86,7 @@ class _EpochKeys:
     def save(self) -> None:
         """Persists the secrets (owner-only, atomic, as MemberSecrets.save writes them)."""
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        secrets = self.secrets
-        if secrets.joint_public_key is not None:
-            secrets.save(self.secrets_path)
-            return
-        # MemberSecrets.to_bytes frames the joint key, and payload frames cannot be empty: until
-        # the joint key is accepted a one-byte placeholder stands in for it (see _load_secrets).
-        secrets.joint_public_key = _NO_JOINT_KEY
-        try:
-            secrets.save(self.secrets_path)
-        finally:
-            secrets.joint_public_key = None
-
-
-def _load_secrets(ctx: bgv.HeContext, path: Path) -> bgv.MemberSecrets:
-    secrets = bgv.MemberSecrets.load(ctx, path)
-    if secrets.joint_public_key == _NO_JOINT_KEY:
-        secrets.joint_public_key = None
-    return secrets
+        self.secrets.save(self.secrets_path)
 
 
 def _committee(roster: Roster) -> bgv.Committee:
@@ -250,7 +140,7 @@ class BgvMember:
         if not secrets_path.exists() or not context_path.exists():
             return None
         ctx = shared_context(bgv_profile(roster.profile), context_path.read_bytes())
-        keys = _EpochKeys(directory, roster, ctx, _load_secrets(ctx, secrets_path))
+        keys = _EpochKeys(directory, roster, ctx, bgv.MemberSecrets.load(ctx, secrets_path))
         self._keys[(roster.epoch, roster.sha256)] = keys
         return keys
 
@@ -269,7 +159,7 @@ class BgvMember:
         secrets = bgv.MemberSecrets.generate(ctx, _committee(roster), self._index(roster), seed)
         keys = _EpochKeys(self._directory(roster), roster, ctx, secrets)
         # Context first: secrets without a context to load them with would be unusable.
-        _write_private(keys.directory / "context.bin", ctx.serialize())
+        write_durable(keys.directory / "context.bin", ctx.serialize(), private=True)
         keys.save()
         self._keys[(roster.epoch, roster.sha256)] = keys
         return keys
@@ -313,7 +203,7 @@ class BgvMember:
             if keys.commitments_path.read_bytes() != canonical:
                 raise RefusalError(CONFLICT, "this member revealed against another commitment set")
         else:
-            _write_private(keys.commitments_path, canonical)
+            write_durable(keys.commitments_path, canonical, private=True)
         return cmt.SubmitCommitteeResultRequest(
             public_key_share=cmt.PublicKeyShare(member_index=share.member, public_key=share.key)
         )
@@ -372,7 +262,7 @@ class BgvMember:
             ],
         )
         await asyncio.to_thread(keys.save)
-        _write_private(keys.bundle_path, bundle.SerializeToString())
+        write_durable(keys.bundle_path, bundle.SerializeToString(), private=True)
         return cmt.SubmitCommitteeResultRequest(key_share_bundle=bundle)
 
     async def receive_key_shares(self, task: cmt.CommitteeTask) -> cmt.SubmitCommitteeResultRequest:
@@ -502,17 +392,23 @@ class BgvMember:
             runtime.key,
             member_index,
             SignatureTag.COMMITTEE_OUTPUT,
-            output_signature_message(task_id, output),
+            committee_output_message(task_id, output),
         )
         chunk = runtime.config.chunk_size_bytes
-        offset, attempt = 0, 0
+        attempt = 0
 
-        async def frames(start: int) -> AsyncIterator[cmt.UploadCommitteeOutputRequest]:
-            yield cmt.UploadCommitteeOutputRequest(
+        def header(start: int) -> cmt.UploadCommitteeOutputRequest:
+            return cmt.UploadCommitteeOutputRequest(
                 header=cmt.CommitteeOutputHeader(
                     task_id=task_id, total_size_bytes=len(output), start_offset_bytes=start
                 )
             )
+
+        async def probe() -> AsyncIterator[cmt.UploadCommitteeOutputRequest]:
+            yield header(0)
+
+        async def frames(start: int) -> AsyncIterator[cmt.UploadCommitteeOutputRequest]:
+            yield header(start)
             for position in range(start, len(output), chunk):
                 yield cmt.UploadCommitteeOutputRequest(
                     chunk=common.Chunk(
@@ -525,40 +421,34 @@ class BgvMember:
                 )
             )
 
+        metadata = _SERVICE + "UploadCommitteeOutput"
+        timeout = runtime.config.transfer_timeout_seconds
         while True:
             try:
+                # A header-only stream is a status probe: it answers the committed offset.
+                status = await stub.UploadCommitteeOutput(
+                    probe(), metadata=connection.metadata(metadata), timeout=timeout
+                )
+                if status.complete:
+                    return
                 response = await stub.UploadCommitteeOutput(
-                    frames(offset),
-                    metadata=connection.metadata(_SERVICE + "UploadCommitteeOutput"),
-                    timeout=runtime.config.transfer_timeout_seconds,
+                    frames(status.committed_size_bytes),
+                    metadata=connection.metadata(metadata),
+                    timeout=timeout,
                 )
             except grpc.aio.AioRpcError as error:
                 attempt += 1
-                details = error.details() or ""
-                resume = _COMMITTED_OFFSET.search(details)
-                if error.code() == grpc.StatusCode.FAILED_PRECONDITION and resume:
-                    # The protocol has no status call for committee output; the refusal names
-                    # the offset the coordinator holds.
-                    offset = int(resume.group(1))
-                    logger.info("output of %s resumes at byte %d", task_id, offset)
-                elif error.code() == grpc.StatusCode.INVALID_ARGUMENT and (
-                    "send it again" in details
-                ):
-                    offset = 0  # the coordinator dropped bytes that did not hash right
-                elif error.code() == grpc.StatusCode.FAILED_PRECONDITION and (
-                    "already answered" in details
-                ):
+                code = error.code()
+                if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                    # The task expired or was answered: nothing more is wanted from us.
+                    logger.info("output of %s no longer wanted: %s", task_id, error.details())
                     return
-                elif error.code() == grpc.StatusCode.NOT_FOUND:
-                    logger.info("output of %s no longer wanted: %s", task_id, details)
-                    return
-                elif error.code() not in RETRYABLE:
+                if attempt > _MAX_UPLOAD_ATTEMPTS or code not in (
+                    *RETRYABLE,
+                    grpc.StatusCode.INVALID_ARGUMENT,  # bytes that did not hash: probe, resend
+                ):
                     raise
-                if attempt > _MAX_UPLOAD_ATTEMPTS:
-                    raise
-                if error.code() in RETRYABLE:
-                    await connection.backoff(attempt)
+                await connection.backoff(attempt)
                 continue
             if response.complete:
                 return
-            offset = response.committed_size_bytes

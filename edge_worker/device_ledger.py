@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from crypto.privacy import (
@@ -22,6 +21,7 @@ from crypto.privacy import (
     SkellamRound,
 )
 from crypto.round_codec import codec_config
+from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 # PrivacyLedger needs a finite budget; this stands for "no limit of the device's own".
@@ -98,9 +98,4 @@ class DeviceLedger:
         data = json.dumps(
             {"delta": ledger.delta, "entries": [e.to_dict() for e in ledger.entries]}, indent=1
         )
-        temporary = self._path.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self._path)
+        write_durable(self._path, data.encode())

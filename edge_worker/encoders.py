@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from crypto.committee import (
 )
 from crypto.committee.roster import Roster
 from crypto.round_codec import RoundCodecError, codec_config, round_rotation
+from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 
@@ -93,11 +93,7 @@ class PlaintextEncoder(UpdateEncoder):
         spool: Path,
     ) -> EncodedUpload:
         """Writes the float32 delta."""
-        spool.parent.mkdir(parents=True, exist_ok=True)
-        with open(spool, "wb") as handle:
-            handle.write(plaintext_update.encode(delta))
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_durable(spool, plaintext_update.encode(delta))
         return EncodedUpload(spool, self.payload_format_version)
 
 
@@ -202,8 +198,8 @@ class OneshotEncoder(SecureEncoder):
             )
         except (oneshot.ParameterError, oneshot.RoundReuseError) as error:
             raise DescriptorRefused(str(error)) from error
-        _write_durably(self._used_path, self.used_rounds.to_bytes())
-        _write_durably(spool, masked.payload)
+        write_durable(self._used_path, self.used_rounds.to_bytes())
+        write_durable(spool, masked.payload)
         boxes = [
             common.SealedBox(
                 recipient_index=share.member_index,
@@ -214,16 +210,6 @@ class OneshotEncoder(SecureEncoder):
             for share in masked.sealed_shares
         ]
         return EncodedUpload(spool, self.payload_format_version, boxes, fields)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from crypto.signing import SigningKey
+from edge_worker.files import write_durable
 
 _KEY_FILE = "signing.key"
 
@@ -21,11 +21,5 @@ def load_or_create_identity(state_dir: Path) -> SigningKey:
     if path.exists():
         return SigningKey.from_private_bytes(path.read_bytes())
     key = SigningKey.generate()
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_durable(path, key.private_bytes(), private=True)
     return key

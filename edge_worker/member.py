@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from crypto.signing import SigningKey
 from edge_worker.bgv_member import BgvMember
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import RETRYABLE, Connection
+from edge_worker.files import write_durable
 from hefl.v1 import committee_service_pb2 as cmt
 from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
 from hefl.v1 import common_pb2 as common
@@ -45,18 +45,6 @@ from hefl.v1 import common_pb2 as common
 logger = logging.getLogger(__name__)
 
 _SERVICE = "/hefl.v1.CommitteeService/"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Writes a secret file readable by its owner only, atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 @dataclass
@@ -216,8 +204,10 @@ class MemberRuntime:
         if state is None:
             # A fresh sealing key per epoch; earlier epochs' boxes stay sealed to earlier keys.
             state = EpochState(task.epoch, SealingKey.generate())
-            _write_private(
-                self._epoch_dir(task.epoch) / "sealing.key", state.sealing_key.private_bytes()
+            write_durable(
+                self._epoch_dir(task.epoch) / "sealing.key",
+                state.sealing_key.private_bytes(),
+                private=True,
             )
             self.epochs[task.epoch] = state
         return cmt.SubmitCommitteeResultRequest(
@@ -237,7 +227,7 @@ class MemberRuntime:
             sealing_public_key=state.sealing_key.public_bytes,
             enrollment_verifier=self.verifier,
         )
-        _write_private(self._epoch_dir(task.epoch) / "roster.bin", roster_bytes)
+        write_durable(self._epoch_dir(task.epoch) / "roster.bin", roster_bytes, private=True)
         self._adopt_roster(state, roster_bytes)
         return cmt.SubmitCommitteeResultRequest(signature=signature)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import model_payload
+from edge_worker.files import write_durable
 from hefl.v1 import federation_service_pb2 as fed
 
 Vector = npt.NDArray[np.float32]
@@ -39,13 +39,7 @@ class DeviceModel:
 
     def save(self, path: Path) -> None:
         """Persists the model atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(model_payload.encode_model(self.version, self.values))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_durable(path, model_payload.encode_model(self.version, self.values))
 
     @property
     def sha256(self) -> bytes:

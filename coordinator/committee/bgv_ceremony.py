@@ -17,8 +17,8 @@ from coordinator.committee.epochs import CommitteeUnavailableError, Epoch
 from coordinator.committee.hub import CommitteeHub, PendingTask
 from coordinator.config import CommitteeConfig
 from crypto import bgv
+from crypto.bgv.wire import crs_seed_for
 from crypto.committee import CommitteeError, RefusalError, verify_joint_public_key
-from edge_worker.bgv_member import crs_seed_for
 from hefl.v1 import committee_service_pb2 as cmt
 
 logger = logging.getLogger(__name__)

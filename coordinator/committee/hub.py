@@ -9,7 +9,6 @@ openings) shares of aggregates that the committee agreed to open.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -270,10 +269,3 @@ class CommitteeHub:
 def _accepted(pending: PendingTask) -> bool:
     answer = pending.answer()
     return answer is not None and answer.WhichOneof("result") != "refusal"
-
-
-def output_digest_message(task_id: str, output: bytes) -> bytes:
-    """What a member's COMMITTEE_OUTPUT signature covers: ``encode(task_id, SHA-256(output))``."""
-    from crypto.committee import encode
-
-    return encode(task_id, hashlib.sha256(output).digest())

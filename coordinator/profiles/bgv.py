@@ -33,8 +33,8 @@ from coordinator.profiles.base import (
 from coordinator.profiles.secure import SecureProtocol
 from coordinator.store import Store
 from crypto import bgv
+from crypto.bgv.wire import PartialsFormatError, crs_seed_for, decode_partials
 from crypto.codec import fields_per_slot, packing_radix, slots_needed, unpack_slots
-from edge_worker.bgv_member import PartialsFormatError, crs_seed_for, decode_partials
 from hefl.v1 import common_pb2 as common
 
 logger = logging.getLogger(__name__)

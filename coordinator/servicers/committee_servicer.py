@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from coordinator.committee.hub import CommitteeHub, output_digest_message
+from coordinator.committee.hub import CommitteeHub
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import (
     InvalidRequestError,
@@ -17,10 +17,10 @@ from coordinator.errors import (
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
-    WrongPhaseError,
 )
 from coordinator.servicers.gate import Gate, stream_errors, unary_errors
 from coordinator.store import WorkerRow
+from crypto.committee.digests import committee_output_message
 from crypto.signing import SignatureTag, verify
 from hefl.v1 import committee_service_pb2 as cmt
 from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
@@ -114,10 +114,16 @@ class CommitteeServicer(cmt_grpc.CommitteeServiceServicer):
         limit = self._config.limits.max_payload_size_bytes
         if header.total_size_bytes > limit:
             raise LimitExceededError(f"output of {header.total_size_bytes} bytes exceeds {limit}")
-        if header.start_offset_bytes != len(pending.output):
-            raise WrongPhaseError(f"resume from the committed offset {len(pending.output)}")
+        started = False
         async for frame in request_iterator:
             kind = frame.WhichOneof("frame")
+            if not started and header.start_offset_bytes != len(pending.output):
+                # A stream that only probed (header alone) gets the offset in its response.
+                raise InvalidRequestError(
+                    f"stream starts at {header.start_offset_bytes}, the committed offset is"
+                    f" {len(pending.output)}"
+                )
+            started = True
             if kind == "chunk":
                 chunk = frame.chunk
                 if chunk.offset_bytes != len(pending.output):
@@ -142,7 +148,7 @@ class CommitteeServicer(cmt_grpc.CommitteeServiceServicer):
                 if signature.member_index != pending.member_index or not verify(
                     worker.signing_public_key,
                     SignatureTag.COMMITTEE_OUTPUT,
-                    output_digest_message(header.task_id, output),
+                    committee_output_message(header.task_id, output),
                     signature.signature,
                 ):
                     raise UnauthenticatedError("committee output signature does not verify")

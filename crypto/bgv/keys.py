@@ -261,7 +261,8 @@ class MemberSecrets:
             self.secret_key_bytes(),
             self.crs_blob,
             self.public_share.key,
-            self.joint_public_key or b"",
+            # Frames cannot be empty: a presence byte precedes the (possibly absent) joint key.
+            b"\x01" + self.joint_public_key if self.joint_public_key else b"\x00",
             index,
             *(self._received[s] for s in senders),
         ]
@@ -297,7 +298,9 @@ class MemberSecrets:
             native.load_private_key(secret),
             PublicKeyShare(index, public),
         )
-        state.joint_public_key = joint or None
+        if joint[:1] not in (b"\x00", b"\x01") or (joint[:1] == b"\x00" and len(joint) != 1):
+            raise KeyCeremonyError("corrupt joint-key field in member state")
+        state.joint_public_key = joint[1:] or None
         for sender, share in zip(senders, shares, strict=True):
             state._codec.unwrap(share)
             state._received[sender] = share

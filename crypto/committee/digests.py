@@ -91,3 +91,8 @@ def sealed_shares_sha256(
     for index, ephemeral, nonce, ciphertext in boxes:
         items += [index, ephemeral, nonce, ciphertext]
     return tagged_sha256("sealed-shares", *items)
+
+
+def committee_output_message(task_id: str, output: bytes) -> bytes:
+    """What a COMMITTEE_OUTPUT signature covers: ``encode(task_id, SHA-256(output))``."""
+    return encode(task_id, sha256(output))

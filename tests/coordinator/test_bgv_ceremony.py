@@ -20,11 +20,11 @@ from coordinator.committee.hub import CommitteeHub, PendingTask
 from coordinator.config import CommitteeConfig
 from coordinator.store import Store
 from crypto import bgv
+from crypto.bgv.wire import crs_seed_for, decode_partials, encode_partials
 from crypto.codec import pack_fields, unpack_slots
 from crypto.committee import RefusalError, verify_joint_public_key
 from crypto.committee.errors import BAD_TRANSCRIPT, CONFLICT
 from crypto.signing import SigningKey
-from edge_worker.bgv_member import crs_seed_for, decode_partials, encode_partials
 from edge_worker.config import WorkerConfig
 from edge_worker.member import MemberRuntime
 from hefl.v1 import committee_service_pb2 as cmt
