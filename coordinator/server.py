@@ -23,6 +23,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from coordinator.anomalies import AnomalyMonitor, AnomalyThresholds
+from coordinator.anomaly_rules import PrivacyTrajectory
 from coordinator.auth import CallAuthenticator
 from coordinator.committee.epochs import EpochManager
 from coordinator.committee.hub import CommitteeHub
@@ -31,7 +33,7 @@ from coordinator.downloads import ModelDownloads
 from coordinator.events import EventBus
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.models import ModelRegistry
-from coordinator.privacy_plan import make_plan
+from coordinator.privacy_plan import RoundPlan, make_plan
 from coordinator.profiles.base import RoundProtocol
 from coordinator.profiles.oneshot import OneshotProtocol
 from coordinator.profiles.plaintext import PlaintextProtocol
@@ -148,6 +150,14 @@ class Coordinator:
         self.store.close()
 
 
+def _trajectory(config: CoordinatorConfig, protocol: RoundProtocol) -> PrivacyTrajectory | None:
+    """The planned epsilon curve the budget-burn detector compares against (DP runs only)."""
+    plan = getattr(protocol, "plan", None)
+    if not isinstance(plan, RoundPlan) or plan.mechanism is None:
+        return None
+    return PrivacyTrajectory(plan.mechanism, plan.delta, config.privacy.rounds)
+
+
 def _initial_model(config: CoordinatorConfig, models: ModelRegistry) -> None:
     if models.latest_version:
         return
@@ -176,7 +186,11 @@ async def start(
     hub = CommitteeHub()
     protocol = make_protocol(config, store, models, hub)
     events = EventBus(store)
-    engine = RoundEngine(config, store, models, protocol, metrics, events)
+    anomalies = AnomalyMonitor(
+        metrics, store, events, AnomalyThresholds(), _trajectory(config, protocol)
+    )
+    anomalies.restore_history()
+    engine = RoundEngine(config, store, models, protocol, metrics, events, anomalies=anomalies)
     gate = Gate(
         store,
         CallAuthenticator(store.get_worker),
@@ -189,7 +203,7 @@ async def start(
 
     server = grpc.aio.server(options=server_options(config))
     fed_grpc.add_FederationServiceServicer_to_server(
-        FederationServicer(config, store, gate, engine, uploads, downloads), server
+        FederationServicer(config, store, gate, engine, uploads, downloads, anomalies), server
     )
     ops_grpc.add_OperatorServiceServicer_to_server(
         OperatorServicer(config, store, gate, engine, events), server
