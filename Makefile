@@ -17,7 +17,7 @@ CONFIG ?= examples/coordinator.toml
 COORDINATOR ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: help setup protos protos-check lint format test test-long coordinator worker demo bench clean
+.PHONY: help setup protos protos-check lint format test test-long coordinator worker demo bench stubs certs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,5 +67,8 @@ bench: $(STAMP) ## benchmarks against baselines measured in the same run (QUICK=
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
+stubs: ## client stubs for Go, C++, TypeScript and Java into stubs-out/ (LANGS=go,ts; CHECK=1 compiles them)
+	scripts/gen-stubs.sh $(if $(LANGS),--lang $(LANGS)) $(if $(CHECK),--check)
+
 clean: ## remove build and run output (keeps .venv)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist demo-output
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist demo-output stubs-out

@@ -7,6 +7,9 @@ set -uo pipefail
 
 note() { echo "install-test-deps: $*" >&2; }
 
+# Toolchains of the other-language client tests (Node, Go, C++, Java); idempotent and quiet.
+"$(dirname "${BASH_SOURCE[0]}")/install-stub-tools.sh" || true
+
 # "command package" pairs: the package is wanted when any of its commands is missing.
 # Debian's prometheus ships both the server and promtool.
 WANTED=(
