@@ -67,6 +67,9 @@ bench: $(STAMP) ## benchmarks against baselines measured in the same run (QUICK=
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
+certs: $(STAMP) ## a local CA, a coordinator certificate and WORKERS device identities in var/certs
+	$(PY) -m crypto.certs demo var/certs --workers $(or $(WORKERS),8)
+
 stubs: ## client stubs for Go, C++, TypeScript and Java into stubs-out/ (LANGS=go,ts; CHECK=1 compiles them)
 	scripts/gen-stubs.sh $(if $(LANGS),--lang $(LANGS)) $(if $(CHECK),--check)
 

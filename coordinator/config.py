@@ -45,6 +45,14 @@ class ServerConfig:
     """Clients pinging more often than this get GOAWAY (clients use >= this value)."""
     max_concurrent_streams: int = 256
     """Per-connection HTTP/2 stream limit."""
+    tls_cert: str = ""
+    """PEM certificate of the coordinator (python -m crypto.certs demo writes one)."""
+    tls_key: str = ""
+    """PEM private key of that certificate."""
+    tls_client_ca: str = ""
+    """PEM CA that issues device certificates; every client must present one (mutual TLS)."""
+    insecure: bool = False
+    """Serve plaintext gRPC without TLS: loopback demos and tests only; logged as a warning."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +203,16 @@ class CoordinatorConfig:
             )
         if lim.max_payload_size_bytes < lim.max_chunk_size_bytes:
             problems.append("limits.max_payload_size_bytes must be >= max_chunk_size_bytes")
+        server = self.server
+        tls_files = (server.tls_cert, server.tls_key, server.tls_client_ca)
+        if server.insecure and any(tls_files):
+            problems.append("server.insecure = true conflicts with the server.tls_* files")
+        if not server.insecure and not all(tls_files):
+            problems.append(
+                "mutual TLS needs server.tls_cert, server.tls_key and server.tls_client_ca"
+                " (python -m crypto.certs demo DIR writes them); server.insecure = true runs"
+                " without TLS, for loopback demos and tests only"
+            )
         committee = self.committee
         if committee.size < 3:
             problems.append("committee.size must be at least 3 (a majority of 2 tolerates nothing)")

@@ -44,6 +44,7 @@ from coordinator.servicers.federation_servicer import FederationServicer
 from coordinator.servicers.gate import Gate
 from coordinator.servicers.operator_servicer import OperatorServicer
 from coordinator.store import Store
+from coordinator.tls import enrollment_verifier, server_credentials
 from coordinator.uploads import UploadReceiver
 from crypto import model_payload
 from crypto.privacy import CalibrationError
@@ -102,6 +103,7 @@ def make_protocol(
             hub,
             config.federation.federation_id,
             common.CRYPTO_PROFILE_ONESHOT,
+            verifier=enrollment_verifier(config.server),
         )
         return OneshotProtocol(config.committee, hub, epochs, plan, store)
     if profile in ("fast", "provable"):
@@ -196,6 +198,7 @@ async def start(
         CallAuthenticator(store.get_worker),
         metrics,
         config.limits.max_calls_per_worker_per_minute,
+        mutual_tls=not config.server.insecure,
     )
     uploads = UploadReceiver(store, engine, config.limits, metrics, config.federation.federation_id)
     uploads.trim_after_restart()
@@ -215,7 +218,16 @@ async def start(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     host = config.server.listen_address.rsplit(":", 1)[0]
-    port = server.add_insecure_port(config.server.listen_address)
+    if config.server.insecure:
+        logger.warning(
+            "serving WITHOUT TLS (server.insecure = true): anyone on the network can read and"
+            " inject traffic; use this for loopback demos and tests only"
+        )
+        port = server.add_insecure_port(config.server.listen_address)
+    else:
+        port = server.add_secure_port(
+            config.server.listen_address, server_credentials(config.server)
+        )
     if port == 0:
         raise ConfigError(f"cannot bind server.listen_address {config.server.listen_address}")
     await server.start()

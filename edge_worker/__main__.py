@@ -45,6 +45,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model-width", type=int, default=int(_env("MODEL_WIDTH", "128")), help="MLP width"
     )
     parser.add_argument("--max-rounds", type=int, default=int(_env("MAX_ROUNDS", "0")))
+    parser.add_argument("--tls-ca", default=_env("TLS_CA", ""), help="default: STATE/ca.pem")
+    parser.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="default: STATE/tls.pem")
+    parser.add_argument("--tls-key", default=_env("TLS_KEY", ""), help="default: STATE/tls.key")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("INSECURE", "") in {"1", "true", "yes"},
+        help="connect without TLS (loopback demos and tests only)",
+    )
     parser.add_argument(
         "--privacy-budget",
         type=float,
@@ -89,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_rounds=args.max_rounds,
         record_updates_dir=args.record_updates,
         privacy_budget_epsilon=args.privacy_budget,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        insecure=args.insecure,
     )
     trainer = make_trainer(
         shard,

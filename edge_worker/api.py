@@ -91,6 +91,7 @@ def federate(
     display_name: str = "",
     max_rounds: int = 0,
     on_task: Callable[[TaskReport], None] | None = None,
+    insecure: bool = False,
 ) -> FederatedWorker:
     """Wraps a PyTorch training setup as a hefl device.
 
@@ -112,6 +113,9 @@ def federate(
         display_name: Name shown to operators.
         max_rounds: Stop after this many contributions (0: run until stopped).
         on_task: Called after every task with its outcome.
+        insecure: Connect without TLS (loopback demos and tests only). By default the device
+            uses the certificate the enrolment authority put in ``state_dir``
+            (``python -m crypto.certs worker``).
 
     Returns:
         The device; call :meth:`FederatedWorker.run`.
@@ -134,6 +138,7 @@ def federate(
         display_name=display_name,
         max_rounds=max_rounds,
         serve_committee_after_rounds=key_holder,
+        insecure=insecure,
     )
     runtime = WorkerRuntime(
         config,

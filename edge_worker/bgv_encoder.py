@@ -14,10 +14,15 @@ import numpy.typing as npt
 
 from crypto import bgv
 from crypto.codec import fields_per_slot, pack_fields, packing_radix
-from crypto.committee import CommitteeError, RefusalError, verify_joint_public_key
+from crypto.committee import (
+    CommitteeError,
+    EnrollmentVerifier,
+    RefusalError,
+    verify_joint_public_key,
+)
 from crypto.committee.roster import Roster
+from crypto.durable import write_durable
 from edge_worker.encoders import DescriptorRefused, EncodedUpload, SecureEncoder
-from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 logger = logging.getLogger(__name__)
@@ -100,13 +105,13 @@ class BgvEncoder(SecureEncoder):
 
     payload_format_version = bgv.PAYLOAD_FORMAT_VERSION
 
-    def __init__(self, state_dir: Path, profile: int) -> None:
+    def __init__(self, state_dir: Path, profile: int, verifier: EnrollmentVerifier) -> None:
         """Loads the rosters and the epoch keys the device already verified."""
         self.profile = profile
         self._profile = bgv_profile(profile)
         self._keys_dir = state_dir / "bgv_keys"
         self.keys: dict[int, EpochKeys] = {}
-        super().__init__(state_dir)
+        super().__init__(state_dir, verifier)
         for path in sorted(self._keys_dir.glob("epoch-*.bin")):
             material = common.KeyEpochMaterial.FromString(path.read_bytes())
             epoch = int(path.stem.split("-", 1)[1])

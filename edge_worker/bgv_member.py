@@ -36,12 +36,12 @@ from crypto.committee.errors import (
 )
 from crypto.committee.roster import Roster
 from crypto.committee.signatures import sign_as_member
+from crypto.durable import write_durable
 from crypto.round_codec import RoundCodecError, codec_config
 from crypto.sealing import SealedMessage
 from crypto.signing import SignatureTag
 from edge_worker.bgv_encoder import BGV_PROFILES, bgv_params_problem, bgv_profile, shared_context
 from edge_worker.connection import RETRYABLE
-from edge_worker.files import write_durable
 from hefl.v1 import committee_service_pb2 as cmt
 from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
 from hefl.v1 import common_pb2 as common

@@ -46,6 +46,14 @@ class WorkerConfig:
     audits and end-to-end tests; empty keeps nothing."""
     serve_committee_after_rounds: bool = True
     """A key holder that reached max_rounds keeps answering committee tasks until stopped."""
+    tls_ca: str = ""
+    """PEM of the device CA (default: ``state_dir/ca.pem``)."""
+    tls_cert: str = ""
+    """PEM certificate of this device (default: ``state_dir/tls.pem``)."""
+    tls_key: str = ""
+    """PEM key of that certificate (default: ``state_dir/tls.key``)."""
+    insecure: bool = False
+    """Connect without TLS: loopback demos and tests only; logged as a warning."""
     privacy_budget_epsilon: float = 0.0
     """The device's own epsilon budget (at the federation's delta); 0 keeps a ledger only."""
     min_contributors_floor: int = 2

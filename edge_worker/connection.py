@@ -14,6 +14,7 @@ import grpc
 from crypto.call_auth import call_metadata
 from crypto.signing import SigningKey
 from edge_worker.config import WorkerConfig
+from edge_worker.tls import client_tls
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,18 @@ class Connection:
         """Opens the channel lazily; gRPC reconnects by itself when the link returns."""
         self.config = config
         self.key = key
-        self.channel = grpc.aio.insecure_channel(
-            config.coordinator, options=channel_options(config)
-        )
+        tls = client_tls(config)
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(
+                config.coordinator, options=channel_options(config)
+            )
+        else:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+            )
+            self.channel = grpc.aio.secure_channel(
+                config.coordinator, credentials, options=channel_options(config)
+            )
         self._delay = full_jitter_delays(config.backoff_initial_seconds, config.backoff_max_seconds)
 
     def metadata(self, method: str) -> tuple[tuple[str, str | bytes], ...]:

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from crypto.durable import write_durable
 from crypto.privacy import (
     BudgetExceededError,
     LedgerEntry,
@@ -21,7 +22,6 @@ from crypto.privacy import (
     SkellamRound,
 )
 from crypto.round_codec import codec_config
-from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 # PrivacyLedger needs a finite budget; this stands for "no limit of the device's own".

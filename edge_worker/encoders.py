@@ -13,14 +13,14 @@ from crypto import oneshot, plaintext_update
 from crypto.codec import encode as codec_encode
 from crypto.committee import (
     CommitteeError,
+    EnrollmentVerifier,
     RefusalError,
-    SelfCertifyingVerifier,
     verify_signed_descriptor,
     verify_signed_roster,
 )
 from crypto.committee.roster import Roster
+from crypto.durable import write_durable
 from crypto.round_codec import RoundCodecError, codec_config, round_rotation
-from edge_worker.files import write_durable
 from hefl.v1 import common_pb2 as common
 
 
@@ -100,10 +100,10 @@ class PlaintextEncoder(UpdateEncoder):
 class SecureEncoder(UpdateEncoder):
     """What the secure encoders share: rosters per epoch and the signed-descriptor check."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, verifier: EnrollmentVerifier) -> None:
         """Loads the rosters the device already verified."""
         self._directory = state_dir / "rosters"
-        self._verifier = SelfCertifyingVerifier()
+        self._verifier = verifier
         self.rosters: dict[int, Roster] = {}
         for path in self._directory.glob("epoch-*.bin"):
             signed = common.SignedCommitteeRoster.FromString(path.read_bytes())
@@ -159,9 +159,9 @@ class OneshotEncoder(SecureEncoder):
     profile = common.CRYPTO_PROFILE_ONESHOT
     payload_format_version = oneshot.FORMAT_VERSION
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, verifier: EnrollmentVerifier) -> None:
         """Loads rosters and the record of rounds already masked."""
-        super().__init__(state_dir)
+        super().__init__(state_dir, verifier)
         self._used_path = state_dir / "used_rounds.bin"
         self.used_rounds = (
             oneshot.UsedRounds.from_bytes(self._used_path.read_bytes())
@@ -212,8 +212,8 @@ class OneshotEncoder(SecureEncoder):
         return EncodedUpload(spool, self.payload_format_version, boxes, fields)
 
 
-def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:
-    """The encoder of a federation's crypto profile.
+def encoder_for(profile: int, state_dir: Path, verifier: EnrollmentVerifier) -> UpdateEncoder:
+    """The encoder of a federation's crypto profile (``verifier`` checks committee members).
 
     Raises:
         DescriptorRefused: for a profile this build cannot encode.
@@ -221,10 +221,10 @@ def encoder_for(profile: int, state_dir: Path) -> UpdateEncoder:
     if profile == common.CRYPTO_PROFILE_PLAINTEXT:
         return PlaintextEncoder()
     if profile == common.CRYPTO_PROFILE_ONESHOT:
-        return OneshotEncoder(state_dir)
+        return OneshotEncoder(state_dir, verifier)
     if profile in (common.CRYPTO_PROFILE_FAST, common.CRYPTO_PROFILE_PROVABLE):
         # Imported here: bgv_encoder builds on this module (and loads OpenFHE only when needed).
         from edge_worker.bgv_encoder import BgvEncoder
 
-        return BgvEncoder(state_dir, profile)
+        return BgvEncoder(state_dir, profile, verifier)
     raise DescriptorRefused(f"crypto profile {profile} is not supported by this worker")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crypto.certs import SIGNING_KEY_FILE
+from crypto.durable import write_durable
 from crypto.signing import SigningKey
-from edge_worker.files import write_durable
 
-_KEY_FILE = "signing.key"
+_KEY_FILE = SIGNING_KEY_FILE
 
 
 def load_or_create_identity(state_dir: Path) -> SigningKey:

@@ -24,20 +24,20 @@ from crypto.committee import (
     MemberLog,
     MemberPolicy,
     RefusalError,
-    SelfCertifyingVerifier,
     join_epoch,
     load_roster,
     sign_roster,
 )
 from crypto.committee.contributions import VerifiedContributorSet
 from crypto.committee.roster import Roster
+from crypto.durable import write_durable
 from crypto.oneshot.committee_input import CommitteeInputError, parse_member_input
 from crypto.sealing import SealedMessage, SealingKey
 from crypto.signing import SigningKey
 from edge_worker.bgv_member import BgvMember
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import RETRYABLE, Connection
-from edge_worker.files import write_durable
+from edge_worker.tls import enrollment_verifier
 from hefl.v1 import committee_service_pb2 as cmt
 from hefl.v1 import committee_service_pb2_grpc as cmt_grpc
 from hefl.v1 import common_pb2 as common
@@ -79,7 +79,7 @@ class MemberRuntime:
         self.directory = state_dir / "member"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log = MemberLog(self.directory / "log.sqlite3")
-        self.verifier = SelfCertifyingVerifier()
+        self.verifier = enrollment_verifier(config)
         self.epochs: dict[int, EpochState] = {}
         self.connection: Connection | None = None
         self.handlers: dict[str, Handler] = {

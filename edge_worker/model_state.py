@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import model_payload
-from edge_worker.files import write_durable
+from crypto.durable import write_durable
 from hefl.v1 import federation_service_pb2 as fed
 
 Vector = npt.NDArray[np.float32]

@@ -28,6 +28,7 @@ from edge_worker.identity import load_or_create_identity
 from edge_worker.member import MemberRuntime
 from edge_worker.model_state import CorrectionRejected, DeviceModel, apply_download
 from edge_worker.statement import build_trailer, trailer_format_version
+from edge_worker.tls import enrollment_verifier
 from edge_worker.training import LocalTrainer
 from edge_worker.transfer import UploadJob, download_model, upload
 from hefl.v1 import common_pb2 as common
@@ -183,7 +184,9 @@ class WorkerRuntime:
         """Enrols (idempotently) with a fresh proof of key possession."""
         response = await enroll_device(self.connection)
         if self._encoder is None:
-            self._encoder = encoder_for(response.profile, self.state_dir)
+            self._encoder = encoder_for(
+                response.profile, self.state_dir, enrollment_verifier(self.config)
+            )
         elif self._encoder.profile != response.profile:
             raise DescriptorRefused(
                 f"federation uses profile {response.profile}, this device's encoder"

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from crypto.certs import Issued, create_ca, enrol_device, issue_server, read_issued, write_issued
 from edge_worker.config import WorkerConfig
 from edge_worker.connection import Connection
 from edge_worker.identity import load_or_create_identity
@@ -53,6 +54,8 @@ class FederationSpec:
     learning_rate: float = 0.1
     local_epochs: int = 2
     record_updates: bool = False
+    tls: bool = True
+    """Mutual TLS with a fresh local CA; False runs plaintext (tests that capture traffic)."""
     server_settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -70,11 +73,23 @@ class LocalFederation:
         self.coordinator: CoordinatorProcess | None = None
         self.workers: list[subprocess.Popen[str]] = []
         self.worker_address = ""
+        self.authority: Issued | None = None
 
     def settings(self) -> dict[str, str]:
         """The coordinator's settings (``--set`` flags)."""
         spec = self.spec
+        certs = spec.workdir / "certs"
+        tls = (
+            {
+                "server.tls_cert": str(certs / "coordinator.pem"),
+                "server.tls_key": str(certs / "coordinator.key"),
+                "server.tls_client_ca": str(certs / "ca.pem"),
+            }
+            if spec.tls
+            else {"server.insecure": "true"}
+        )
         settings = {
+            **tls,
             "server.listen_address": "127.0.0.1:0",
             "server.metrics_address": "127.0.0.1:0",
             "server.grace_period_seconds": "2",
@@ -124,6 +139,11 @@ class LocalFederation:
         """Writes the initial model and starts the coordinator only."""
         spec = self.spec
         spec.workdir.mkdir(parents=True, exist_ok=True)
+        if spec.tls:
+            certs = spec.workdir / "certs"
+            self.authority = create_ca()
+            write_issued(certs, "ca", self.authority)
+            write_issued(certs, "coordinator", issue_server(self.authority, ["127.0.0.1"]))
         save_initial_model(
             digits.initial_weights(spec.seed, spec.width), spec.workdir / "initial.model"
         )
@@ -157,6 +177,10 @@ class LocalFederation:
             extra += ["--privacy-budget", str(spec.epsilon)]
         if spec.record_updates:
             extra += ["--record-updates", str(self.worker_dir(index) / "updates")]
+        if self.authority is not None:
+            enrol_device(self.authority, self.worker_dir(index) / "state")
+        else:
+            extra.append("--insecure")
         extra += overrides
         return start_worker(
             self.worker_dir(index),
@@ -196,8 +220,14 @@ class Observer:
         self.spec = spec
         state = spec.workdir / "observer"
         self.config = WorkerConfig(
-            coordinator=address, federation_id=spec.federation_id, state_dir=str(state)
+            coordinator=address,
+            federation_id=spec.federation_id,
+            state_dir=str(state),
+            insecure=not spec.tls,
         )
+        if spec.tls:
+            ca = read_issued(spec.workdir / "certs", "ca")
+            enrol_device(ca, state)
         self.state = state
         self.model: DeviceModel | None = None
 
@@ -209,9 +239,20 @@ class Observer:
         finally:
             await connection.close()
 
+    def operator_channel(self) -> grpc.aio.Channel:
+        """A channel for OperatorService calls, with the observer's credentials under TLS."""
+        return Connection(self.config, load_or_create_identity(self.state)).channel
+
+    async def status(self) -> ops.GetFederationStatusResponse:
+        """The federation's status."""
+        async with self.operator_channel() as channel:
+            return await ops_grpc.OperatorServiceStub(channel).GetFederationStatus(
+                ops.GetFederationStatusRequest(federation_id=self.spec.federation_id), timeout=10
+            )
+
     async def rounds(self) -> list[ops.RoundSummary]:
         """Rounds so far, oldest first."""
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with self.operator_channel() as channel:
             stub = ops_grpc.OperatorServiceStub(channel)
             response = await stub.ListRounds(
                 ops.ListRoundsRequest(federation_id=self.spec.federation_id, page_size=1000),
@@ -221,7 +262,7 @@ class Observer:
 
     async def epsilon(self) -> float:
         """Epsilon spent so far."""
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with self.operator_channel() as channel:
             stub = ops_grpc.OperatorServiceStub(channel)
             ledger = await stub.GetPrivacyLedger(
                 ops.GetPrivacyLedgerRequest(federation_id=self.spec.federation_id), timeout=10

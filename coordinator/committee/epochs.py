@@ -17,6 +17,7 @@ from coordinator.committee.hub import CommitteeHub, PendingTask
 from coordinator.config import CommitteeConfig
 from coordinator.store import Store, WorkerRow
 from crypto.committee import (
+    EnrollmentVerifier,
     SelfCertifyingVerifier,
     build_roster,
     credential_of,
@@ -71,6 +72,7 @@ class EpochManager:
         federation_id: str,
         profile: int,
         key_ceremony: KeyCeremony | None = None,
+        verifier: EnrollmentVerifier | None = None,
     ) -> None:
         """Loads the latest epoch from the store, if any."""
         self._config = config
@@ -79,13 +81,13 @@ class EpochManager:
         self._federation_id = federation_id
         self._profile = profile
         self._key_ceremony = key_ceremony
-        self._verifier = SelfCertifyingVerifier()
+        self.verifier = verifier or SelfCertifyingVerifier()
         self.current: Epoch | None = None
         stored = store.latest_epoch()
         if stored is not None:
             number, material_bytes, record = stored
             material = common.KeyEpochMaterial.FromString(material_bytes)
-            roster = verify_signed_roster(material.roster, enrollment_verifier=self._verifier)
+            roster = verify_signed_roster(material.roster, enrollment_verifier=self.verifier)
             self.current = Epoch(
                 number=number,
                 roster=roster,
@@ -222,7 +224,7 @@ class EpochManager:
             roster=roster_bytes,
             signatures=[p.answer().signature for p in signed_answers],  # type: ignore[union-attr]
         )
-        checked = verify_signed_roster(signed, enrollment_verifier=self._verifier)
+        checked = verify_signed_roster(signed, enrollment_verifier=self.verifier)
         epoch = Epoch(
             number=number,
             roster=checked,

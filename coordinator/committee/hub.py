@@ -72,8 +72,14 @@ class PendingTask:
 class CommitteeHub:
     """Queues tasks per member and matches answers to tasks."""
 
-    def __init__(self) -> None:
-        """An empty hub; members appear when they open their task streams."""
+    def __init__(self, disconnect_grace_seconds: float = 3.0) -> None:
+        """An empty hub; members appear when they open their task streams.
+
+        Args:
+            disconnect_grace_seconds: How long a disconnected member's pending tasks wait for
+                it to come back before they count as refused.
+        """
+        self.disconnect_grace_seconds = disconnect_grace_seconds
         self._pending: dict[str, PendingTask] = {}
         self._queues: dict[str, asyncio.Queue[cmt.CommitteeTask | None]] = {}
         self._streams: defaultdict[str, int] = defaultdict(int)
@@ -125,6 +131,30 @@ class CommitteeHub:
                 yield task
         finally:
             self._streams[worker_id] -= 1
+            if self._streams[worker_id] == 0:
+                asyncio.get_running_loop().call_later(
+                    self.disconnect_grace_seconds, self._give_up_on, worker_id
+                )
+
+    def _give_up_on(self, worker_id: str) -> None:
+        """Refuses, on its behalf, the pending tasks of a member that stayed disconnected.
+
+        A committee step then goes on (or fails) at once instead of waiting out its timeout; a
+        member that reconnects within the grace period still gets and answers its tasks.
+        """
+        if self._streams[worker_id] > 0:
+            return
+        for pending in self._pending.values():
+            if pending.worker_id == worker_id and not pending.result.done():
+                pending.result.set_result(
+                    cmt.SubmitCommitteeResultRequest(
+                        task_id=pending.task.task_id,
+                        refusal=cmt.Refusal(
+                            code=cmt.REFUSAL_CODE_UNSPECIFIED,
+                            detail="member disconnected",
+                        ),
+                    )
+                )
 
     def close(self) -> None:
         """Ends every task stream (shutdown)."""

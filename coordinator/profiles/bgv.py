@@ -32,6 +32,7 @@ from coordinator.profiles.base import (
 )
 from coordinator.profiles.secure import SecureProtocol
 from coordinator.store import Store
+from coordinator.tls import enrollment_verifier
 from crypto import bgv
 from crypto.bgv.wire import PartialsFormatError, crs_seed_for, decode_partials
 from crypto.codec import fields_per_slot, packing_radix, slots_needed, unpack_slots
@@ -114,6 +115,7 @@ class BgvProtocol(SecureProtocol):
             config.federation.federation_id,
             profile,
             key_ceremony=BgvKeyCeremony(ctx, config.committee),
+            verifier=enrollment_verifier(config.server),
         )
         super().__init__(config.committee, hub, epochs, plan, store)
         codec = plan.codec

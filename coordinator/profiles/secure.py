@@ -28,7 +28,6 @@ from coordinator.profiles.base import (
 from coordinator.store import Store
 from crypto.committee import (
     RefusalError,
-    SelfCertifyingVerifier,
     build_certificate,
     build_contributor_set,
     build_descriptor,
@@ -66,7 +65,6 @@ class SecureProtocol(RoundProtocol, abc.ABC):
         self.epochs = epochs
         self.plan = plan
         self._store = store
-        self._verifier = SelfCertifyingVerifier()
         self._epoch_of_round: dict[int, Epoch] = {}
 
     @property
@@ -241,7 +239,7 @@ class SecureProtocol(RoundProtocol, abc.ABC):
         )
         set_bytes = contributor_set.SerializeToString()
         checked = verify_contributor_set(
-            set_bytes, descriptor=verified, enrollment_verifier=self._verifier
+            set_bytes, descriptor=verified, enrollment_verifier=self.epochs.verifier
         )
         pendings = self._dispatch_all(
             epoch,

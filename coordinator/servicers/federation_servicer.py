@@ -23,6 +23,7 @@ from coordinator.errors import (
 from coordinator.rounds import RoundEngine
 from coordinator.servicers.gate import Gate, stream_errors, unary_errors
 from coordinator.store import ReportRow, Store
+from coordinator.tls import CertificateError, peer_identity
 from coordinator.uploads import UploadReceiver
 from crypto import model_payload
 from crypto.signing import PUBLIC_KEY_BYTES, SignatureTag, verify, worker_id_for
@@ -97,8 +98,24 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
         message = enrollment_message(request.federation_id, key, seconds)
         if not verify(key, SignatureTag.ENROLL, message, request.proof_of_possession):
             raise UnauthenticatedError("proof_of_possession does not verify with the key")
+        certificate = b""
+        if not self._config.server.insecure:
+            # Under mutual TLS the device CA, not the coordinator, vouches for the identity.
+            try:
+                peer = peer_identity(context)
+            except CertificateError as error:
+                raise UnauthenticatedError(f"client certificate: {error}") from None
+            if peer is None or peer[0].signing_public_key != key:
+                raise PermissionDeniedError(
+                    "the TLS client certificate was issued for another signing key"
+                )
+            certificate = peer[1]
         worker = self._store.enroll_worker(
-            worker_id_for(key), key, request.display_name[:128], request.key_holder_capable, b""
+            worker_id_for(key),
+            key,
+            request.display_name[:128],
+            request.key_holder_capable,
+            certificate,
         )
         logger.info("[EnrollWorker] worker=%s name=%s", worker.worker_id, worker.display_name)
         return fed.EnrollWorkerResponse(

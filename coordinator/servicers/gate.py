@@ -13,9 +13,10 @@ from typing import Any, Protocol, TypeVar, cast
 import grpc
 
 from coordinator.auth import CallAuthenticator
-from coordinator.errors import CoordinatorError, LimitExceededError
+from coordinator.errors import CoordinatorError, LimitExceededError, UnauthenticatedError
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.store import Store, WorkerRow
+from coordinator.tls import CertificateError, peer_identity
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,14 @@ class Gate:
         authenticator: CallAuthenticator,
         metrics: CoordinatorMetrics,
         max_calls_per_minute: int,
+        mutual_tls: bool = False,
     ) -> None:
         """Checks calls against enrolled workers in ``store``."""
         self._store = store
         self._authenticator = authenticator
         self.metrics = metrics
         self._max_calls = max_calls_per_minute
+        self._mutual_tls = mutual_tls
         self._calls: defaultdict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
         self.last_seen: dict[str, float] = {}
@@ -51,6 +54,8 @@ class Gate:
         """
         metadata = cast(Sequence[tuple[str, str | bytes]] | None, context.invocation_metadata())
         worker = self._authenticator.authenticate(metadata, method)
+        if self._mutual_tls:
+            self._check_tls_identity(context, worker)
         now = time.time()
         with self._lock:
             calls = self._calls[worker.worker_id]
@@ -64,6 +69,18 @@ class Gate:
             calls.append(now)
             self.last_seen[worker.worker_id] = now
         return worker
+
+    @staticmethod
+    def _check_tls_identity(context: grpc.aio.ServicerContext[Any, Any], worker: WorkerRow) -> None:
+        """The TLS certificate must be the same device as the signed call."""
+        try:
+            peer = peer_identity(context)
+        except CertificateError as error:
+            raise UnauthenticatedError(f"client certificate: {error}") from None
+        if peer is None or peer[0].worker_id != worker.worker_id:
+            raise UnauthenticatedError(
+                "the TLS client certificate belongs to another device than the call's signature"
+            )
 
     def flush_last_seen(self) -> None:
         """Writes collected last-seen times to the store."""

@@ -20,14 +20,10 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.x509.oid import NameOID
 
+from crypto.certs import CertificateError, DeviceIdentity, device_identity
 from crypto.signing import PUBLIC_KEY_BYTES, worker_id_for
 from hefl.v1 import common_pb2
-
-WORKER_URI_PREFIX = "urn:hefl:worker:"
 
 
 class EnrollmentVerifier(Protocol):
@@ -59,10 +55,11 @@ class X509EnrollmentVerifier:
     """Accepts credentials carrying a certificate that the enrolment CA issued for this key.
 
     The certificate must be issued directly by the CA (one level, no intermediates), be within
-    its validity period, not be a CA itself, have the worker's Ed25519 signing key as its subject
-    public key, and name the worker id either as a SAN URI ``urn:hefl:worker:<id>`` or as the
-    subject common name. The worker id must also be derived from the key, as everywhere else.
-    Revocation is not checked; rotate the CA or shorten certificate lifetimes instead.
+    its validity period, not be a CA itself, and name this worker id and this Ed25519 signing key
+    as SAN URIs (``urn:hefl:worker:<id>``, ``urn:hefl:ed25519:<hex key>``; see crypto.certs: the
+    certificate's own key is the device's ECDSA TLS key). The worker id must also be derived from
+    the key, as everywhere else. Revocation is not checked; rotate the CA or shorten certificate
+    lifetimes instead.
     """
 
     def __init__(
@@ -89,10 +86,10 @@ class X509EnrollmentVerifier:
                 self._issued_by_ca(certificate)
                 and self._currently_valid(certificate)
                 and not _is_ca(certificate)
-                and _has_key(certificate, credential.signing_public_key)
-                and _names_worker(certificate, credential.worker_id)
+                and device_identity(certificate)
+                == DeviceIdentity(credential.worker_id, credential.signing_public_key)
             )
-        except ValueError:
+        except (ValueError, CertificateError):
             return False
 
     def _issued_by_ca(self, certificate: x509.Certificate) -> bool:
@@ -113,29 +110,6 @@ def _is_ca(certificate: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     return constraints.value.ca
-
-
-def _has_key(certificate: x509.Certificate, signing_public_key: bytes) -> bool:
-    try:
-        key = certificate.public_key()
-    except ValueError:
-        return False
-    if not isinstance(key, Ed25519PublicKey):
-        return False
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return raw == signing_public_key
-
-
-def _names_worker(certificate: x509.Certificate, worker_id: str) -> bool:
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
-    except x509.ExtensionNotFound:
-        uris = []
-    if WORKER_URI_PREFIX + worker_id in uris:
-        return True
-    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return any(attribute.value == worker_id for attribute in common_names)
 
 
 def credential_of(

@@ -112,7 +112,9 @@ async def _world(root: Path, ctx: bgv.HeContext, hub: CommitteeHub | None = None
     for number, key in enumerate(keys):
         store.enroll_worker(key.worker_id, key.public_bytes, f"m{number}", True, b"")
         runtimes.append(
-            MemberRuntime(WorkerConfig(federation_id=FEDERATION), key, root / f"member{number}")
+            MemberRuntime(
+                WorkerConfig(federation_id=FEDERATION, insecure=True), key, root / f"member{number}"
+            )
         )
     world = World(root, store, hub, manager, keys, runtimes)
     for key, runtime in zip(keys, runtimes, strict=True):
@@ -212,7 +214,9 @@ async def test_a_restarted_member_answers_the_ceremony_exactly_as_before(
         str(task.WhichOneof("kind")): (task, answer) for task, answer in world.answered[worker_id]
     }
     before = _secrets(world, ctx, 0)
-    restarted = MemberRuntime(WorkerConfig(federation_id=FEDERATION), key, world.root / "member0")
+    restarted = MemberRuntime(
+        WorkerConfig(federation_id=FEDERATION, insecure=True), key, world.root / "member0"
+    )
 
     for kind in ("generate_key_share", "reveal_key_share", "distribute_key_shares"):
         task, first = seen[kind]

@@ -7,9 +7,11 @@ import datetime
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from crypto.certs import SIGNING_KEY_URI_PREFIX, WORKER_URI_PREFIX
 from crypto.committee import (
     RefusalError,
     SelfCertifyingVerifier,
@@ -20,7 +22,6 @@ from crypto.committee import (
     join_epoch,
     member_entry,
 )
-from crypto.committee.enrollment import WORKER_URI_PREFIX
 from crypto.committee.errors import BAD_SIGNATURE
 from crypto.sealing import SealingKey
 from crypto.signing import SigningKey
@@ -45,7 +46,9 @@ class Authority:
             .sign(self.key, None)
         )
 
-    def _builder(self, subject: x509.Name, public_key: Ed25519PublicKey) -> x509.CertificateBuilder:
+    def _builder(
+        self, subject: x509.Name, public_key: Ed25519PublicKey | ec.EllipticCurvePublicKey
+    ) -> x509.CertificateBuilder:
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -59,13 +62,18 @@ class Authority:
     def issue(
         self, worker: SigningKey, *, worker_id: str | None = None, use_san: bool = True
     ) -> bytes:
+        """A device certificate as crypto.certs issues it: a TLS key, identity in SAN URIs."""
         named = worker_id or worker.worker_id
-        builder = self._builder(
-            name(named if not use_san else "device"), worker.private.public_key()
-        ).add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        builder = self._builder(name(named), tls_key.public_key()).add_extension(
+            x509.BasicConstraints(ca=False, path_length=None), critical=True
+        )
         if use_san:
-            uri = x509.UniformResourceIdentifier(WORKER_URI_PREFIX + named)
-            builder = builder.add_extension(x509.SubjectAlternativeName([uri]), critical=False)
+            uris = [
+                x509.UniformResourceIdentifier(WORKER_URI_PREFIX + named),
+                x509.UniformResourceIdentifier(SIGNING_KEY_URI_PREFIX + worker.public_bytes.hex()),
+            ]
+            builder = builder.add_extension(x509.SubjectAlternativeName(uris), critical=False)
         return builder.sign(self.key, None).public_bytes(serialization.Encoding.DER)
 
 
@@ -87,8 +95,9 @@ def test_a_certificate_issued_by_the_ca_for_the_key_is_accepted() -> None:
     authority = Authority()
     worker = SigningKey.generate()
     assert verifier(authority).verify(credential_of(worker.public_bytes, authority.issue(worker)))
+    # A name alone does not bind the signing key: the SAN URIs must name both.
     by_name = authority.issue(worker, use_san=False)
-    assert verifier(authority).verify(credential_of(worker.public_bytes, by_name))
+    assert not verifier(authority).verify(credential_of(worker.public_bytes, by_name))
 
 
 def test_a_certificate_from_another_ca_is_refused() -> None:

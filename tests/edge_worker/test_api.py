@@ -30,6 +30,7 @@ def _device(
         federation_id=FEDERATION,
         state_dir=str(tmp_path / f"device{shard}"),
         max_rounds=2,
+        insecure=True,
         **kwargs,  # type: ignore[arg-type]
     )
 

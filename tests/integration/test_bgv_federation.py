@@ -12,7 +12,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
@@ -26,8 +25,6 @@ from examples.federation import (
     initial_accuracy,
 )
 from hefl.v1 import common_pb2 as common
-from hefl.v1 import operator_service_pb2 as ops
-from hefl.v1 import operator_service_pb2_grpc as ops_grpc
 from tests.support.h2capture import grpc_messages
 from tests.support.tcp_proxy import FaultyProxy
 
@@ -116,6 +113,7 @@ async def test_fast_federation_trains_through_cuts_and_opens_exact_sums(tmp_path
         min_contributors=4,
         collect_seconds=30,
         record_updates=True,
+        tls=False,  # the proxy captures the plaintext traffic to inspect it
     )
     federation = LocalFederation(spec)
     coordinator = federation.start_coordinator()
@@ -181,12 +179,8 @@ async def _until(condition, timeout: float) -> None:  # type: ignore[no-untyped-
         await asyncio.sleep(0.2)
 
 
-async def _key_epoch(address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        status = await ops_grpc.OperatorServiceStub(channel).GetFederationStatus(
-            ops.GetFederationStatusRequest(federation_id="fed"), timeout=10
-        )
-    return int(status.key_epoch)
+async def _key_epoch(observer: Observer) -> int:
+    return int((await observer.status()).key_epoch)
 
 
 @pytest.mark.timeout(200)
@@ -217,7 +211,7 @@ async def test_a_killed_key_holder_is_covered_for_and_the_keys_rotate(tmp_path: 
             return bool(rows) and rows[0][0] == common.ROUND_PHASE_DONE
 
         await _until(round_one_ended, timeout=120)
-        assert await _key_epoch(coordinator.grpc_address) == 1
+        assert await _key_epoch(observer) == 1
         members = [
             index
             for index in range(spec.workers)
@@ -228,7 +222,7 @@ async def test_a_killed_key_holder_is_covered_for_and_the_keys_rotate(tmp_path: 
         federation.workers[victim].send_signal(signal.SIGKILL)
         federation.workers[victim].wait(10)
         reports = await observer.follow(spec.rounds, timeout=150)
-        key_epoch = await _key_epoch(coordinator.grpc_address)
+        key_epoch = await _key_epoch(observer)
     finally:
         exit_code = federation.stop()
     assert exit_code == 0

@@ -93,7 +93,12 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
     assert exit_code == 0
 
     outcomes = {r.round_number: r.outcome for r in reports}
-    assert all(outcomes[n] == "published" for n in range(1, ROUNDS + 1)), outcomes
+    # A key holder that dies between its seed commitment and its reveal costs that one round
+    # (members reveal against one commitment set per round, so the coordinator cannot grind
+    # seeds); every other round publishes.
+    assert set(outcomes.values()) <= {"published", "committee_failed"}, outcomes
+    assert list(outcomes.values()).count("committee_failed") <= 1, outcomes
+    assert outcomes[1] == outcomes[2] == "published", outcomes
     round_one = _query(state, "SELECT selected, contributors FROM rounds WHERE round_number = 1")
     selected, contributors = (int(str(value)) for value in round_one[0])
     assert contributors < selected  # the killed worker's task was never answered
@@ -102,7 +107,7 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
     ) == [(0,)]
     # Rounds after the key holder died were opened by the remaining members.
     key_holder_id = _worker_id(federation, key_holder)
-    for round_number in range(3, ROUNDS + 1):
+    for round_number in (n for n in range(3, ROUNDS + 1) if outcomes[n] == "published"):
         rows = _query(
             state,
             "SELECT COUNT(*) FROM tasks WHERE round_number = ? AND worker_id = ?",

@@ -49,6 +49,7 @@ async def test_workers_train_through_a_cutting_proxy(tmp_path: Path) -> None:
             "federation.federation_id": "test-fed",
             "federation.profile": "plaintext",
             "federation.allow_plaintext": "true",
+            "server.insecure": "true",
             "federation.initial_model": str(initial),
             "round.collect_seconds": "40",
             "round.interval_seconds": "2",
@@ -70,6 +71,7 @@ async def test_workers_train_through_a_cutting_proxy(tmp_path: Path) -> None:
             str(WIDTH),
             "--max-rounds",
             "2",
+            "--insecure",
             "--learning-rate",
             "0.05",
         )

@@ -54,6 +54,7 @@ async def test_oneshot_federation_trains_and_reveals_nothing_individual(tmp_path
         min_contributors=4,
         collect_seconds=30,
         record_updates=True,
+        tls=False,  # the proxy below captures the plaintext traffic to inspect it
     )
     federation = LocalFederation(spec)
     coordinator = federation.start_coordinator()

@@ -44,6 +44,7 @@ def coordinator_settings(
         "server.listen_address": "127.0.0.1:0",
         "server.metrics_address": "127.0.0.1:0",
         "server.grace_period_seconds": "1",
+        "server.insecure": "true",
         "state.state_dir": str(tmp_path / "coordinator"),
         "federation.federation_id": FEDERATION,
         "federation.profile": "plaintext",

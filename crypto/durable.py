@@ -1,4 +1,4 @@
-"""Durable file writes on the device: atomic replace, fsync'd, owner-only for secrets."""
+"""Durable file writes: atomic replace, fsync'd, owner-only for secrets (device state, keys)."""
 
 from __future__ import annotations
 
