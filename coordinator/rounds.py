@@ -26,6 +26,7 @@ from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from coordinator import failpoints
 from coordinator.anomalies import AnomalyMonitor, RoundSummary, noise_floor_for
 from coordinator.config import CoordinatorConfig
 from coordinator.errors import AlreadyExistsError, WrongPhaseError
@@ -349,6 +350,10 @@ class RoundEngine:
         active.phase_started = time.monotonic()
         self._store.update_round(active.number, phase=phase)
         if phase == common.ROUND_PHASE_CERTIFYING:
+            failpoints.reach("round.certifying", active.number)
+        elif phase == common.ROUND_PHASE_OPENING:
+            failpoints.reach("round.opening", active.number)
+        if phase == common.ROUND_PHASE_CERTIFYING:
             kind = ops.ROUND_EVENT_KIND_WINDOW_CLOSED
         elif phase == common.ROUND_PHASE_OPENING:
             kind = ops.ROUND_EVENT_KIND_CERTIFIED
@@ -400,6 +405,10 @@ class RoundEngine:
                     opened.field_sums.astype("<i8").tobytes(),
                 )
             self._set_phase(active, common.ROUND_PHASE_APPLYING)
+            failpoints.reach("round.decoded", active.number)
+            # The ledger is charged before the release is committed: a crash in between
+            # re-runs this step, and charging the same round again is idempotent.
+            increment = self._protocol.round_ended(active.number, True, active.contributors)
             end = self._clock()
             version = await asyncio.to_thread(
                 self._models.publish,
@@ -410,9 +419,12 @@ class RoundEngine:
                     "outcome": common.ROUND_OUTCOME_PUBLISHED,
                     "end_time": end,
                     "contributors": active.contributors,
+                    "epsilon_increment": increment,
                 },
             )
-            self._record_end(active, common.ROUND_OUTCOME_PUBLISHED, end, opened)
+            failpoints.reach("round.published", active.number)
+            self._metrics.rounds.labels("published").inc()
+            self._after_end(active, common.ROUND_OUTCOME_PUBLISHED, end, increment, opened)
             self._metrics.global_version.set(version)
             self._events.publish(
                 ops.ROUND_EVENT_KIND_PUBLISHED,
@@ -438,8 +450,10 @@ class RoundEngine:
         end = self._clock()
         row = self._store.get_round(active.number)
         assert row is not None
-        self._end_round_row(row, outcome, reason)
-        self._record_end(active, outcome, end)
+        # Charged first (idempotently): an abandoned round's descriptor went out, so it counts.
+        increment = self._protocol.round_ended(active.number, False, active.contributors)
+        self._end_round_row(row, outcome, reason, increment)
+        self._after_end(active, outcome, end, increment)
         self._events.publish(
             ops.ROUND_EVENT_KIND_ABANDONED,
             active.number,
@@ -450,27 +464,28 @@ class RoundEngine:
         )
         logger.warning("round %d abandoned: %s", active.number, reason)
 
-    def _end_round_row(self, row: RoundRow, outcome: int, reason: str) -> None:
+    def _end_round_row(
+        self, row: RoundRow, outcome: int, reason: str, epsilon_increment: float = 0.0
+    ) -> None:
         self._store.update_round(
             row.round_number,
             phase=common.ROUND_PHASE_DONE,
             outcome=outcome,
             end_time=self._clock(),
             detail=reason,
+            epsilon_increment=epsilon_increment,
         )
         self._metrics.rounds.labels(_OUTCOME_LABELS[outcome]).inc()
 
-    def _record_end(
+    def _after_end(
         self,
         active: ActiveRound,
         outcome: int,
         end: float,
+        increment: float,
         opened: OpenedAggregate | None = None,
     ) -> None:
-        published = outcome == common.ROUND_OUTCOME_PUBLISHED
-        increment = self._protocol.round_ended(active.number, published, active.contributors)
-        if increment:
-            self._store.update_round(active.number, epsilon_increment=increment)
+        """Metrics and anomaly checks of a round whose end is already committed."""
         spent, budget, _ = self._protocol.privacy_summary()
         self._metrics.epsilon_spent.set(spent)
         self._metrics.epsilon_remaining.set(max(budget - spent, 0.0))
@@ -490,8 +505,6 @@ class RoundEngine:
                     open_time=active.open_time,
                 )
             )
-        if published:
-            self._metrics.rounds.labels("published").inc()
         self._metrics.round_seconds.observe(end - active.open_time)
         self._metrics.dropouts.set(max(active.selected - active.contributors, 0))
 
@@ -649,6 +662,7 @@ class RoundEngine:
             if not commit():
                 raise AlreadyExistsError(f"upload for task {task.task_id} was already accepted")
             active.contributors += 1
+            failpoints.reach("upload.accepted", active.number)
             self._metrics.aggregation_seconds.observe(time.monotonic() - started)
             self._metrics.uploads_accepted.inc()
             self._metrics.contributors.set(active.contributors)

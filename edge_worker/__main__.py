@@ -61,6 +61,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="this device's own epsilon budget (0: keep a ledger, no limit of its own)",
     )
     parser.add_argument(
+        "--reproducible-rounding",
+        default=_env("REPRODUCIBLE_ROUNDING", ""),
+        metavar="SEED",
+        help="seeded stochastic rounding for DP-free test runs (refused with DP)",
+    )
+    parser.add_argument(
         "--record-updates",
         default=_env("RECORD_UPDATES", ""),
         help="write each round's quantized fields to this folder (audits, tests)",
@@ -102,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         insecure=args.insecure,
+        reproducible_rounding_seed=args.reproducible_rounding,
     )
     trainer = make_trainer(
         shard,

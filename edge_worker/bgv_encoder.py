@@ -105,13 +105,19 @@ class BgvEncoder(SecureEncoder):
 
     payload_format_version = bgv.PAYLOAD_FORMAT_VERSION
 
-    def __init__(self, state_dir: Path, profile: int, verifier: EnrollmentVerifier) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        profile: int,
+        verifier: EnrollmentVerifier,
+        rounding_seed: str = "",
+    ) -> None:
         """Loads the rosters and the epoch keys the device already verified."""
         self.profile = profile
         self._profile = bgv_profile(profile)
         self._keys_dir = state_dir / "bgv_keys"
         self.keys: dict[int, EpochKeys] = {}
-        super().__init__(state_dir, verifier)
+        super().__init__(state_dir, verifier, rounding_seed)
         for path in sorted(self._keys_dir.glob("epoch-*.bin")):
             material = common.KeyEpochMaterial.FromString(path.read_bytes())
             epoch = int(path.stem.split("-", 1)[1])

@@ -54,6 +54,9 @@ class WorkerConfig:
     """PEM key of that certificate (default: ``state_dir/tls.key``)."""
     insecure: bool = False
     """Connect without TLS: loopback demos and tests only; logged as a warning."""
+    reproducible_rounding_seed: str = ""
+    """Test runs only: seeds stochastic rounding (and, as a key holder, its seed contributions)
+    so that a DP-free run repeats bit for bit; rounds with DP are refused in this mode."""
     privacy_budget_epsilon: float = 0.0
     """The device's own epsilon budget (at the federation's delta); 0 keeps a ledger only."""
     min_contributors_floor: int = 2

@@ -19,6 +19,7 @@ from crypto.committee import (
     verify_signed_roster,
 )
 from crypto.committee.roster import Roster
+from crypto.csprng import Csprng
 from crypto.durable import write_durable
 from crypto.round_codec import RoundCodecError, codec_config, round_rotation
 from hefl.v1 import common_pb2 as common
@@ -100,10 +101,20 @@ class PlaintextEncoder(UpdateEncoder):
 class SecureEncoder(UpdateEncoder):
     """What the secure encoders share: rosters per epoch and the signed-descriptor check."""
 
-    def __init__(self, state_dir: Path, verifier: EnrollmentVerifier) -> None:
-        """Loads the rosters the device already verified."""
+    def __init__(
+        self, state_dir: Path, verifier: EnrollmentVerifier, rounding_seed: str = ""
+    ) -> None:
+        """Loads the rosters the device already verified.
+
+        Args:
+            state_dir: The device's state folder.
+            verifier: Checks the committee members' enrolment credentials.
+            rounding_seed: Reproducible stochastic rounding for DP-free test runs (crash tests
+                compare models bit for bit); refused in any round with DP. Empty: a CSPRNG.
+        """
         self._directory = state_dir / "rosters"
         self._verifier = verifier
+        self._rounding_seed = rounding_seed
         self.rosters: dict[int, Roster] = {}
         for path in self._directory.glob("epoch-*.bin"):
             signed = common.SignedCommitteeRoster.FromString(path.read_bytes())
@@ -149,7 +160,15 @@ class SecureEncoder(UpdateEncoder):
             config = codec_config(descriptor.codec, descriptor.dp)
         except RoundCodecError as error:
             raise DescriptorRefused(str(error)) from error
-        encoded = codec_encode(delta, config, round_rotation(config, descriptor.seed))
+        rng = None
+        if self._rounding_seed:
+            if descriptor.dp.enabled:
+                # Seeded randomness would make the DP noise predictable: never with DP.
+                raise DescriptorRefused("reproducible rounding is for rounds without DP only")
+            rng = Csprng.from_seed(
+                f"{self._rounding_seed}/{descriptor.round_number}".encode(), "test-rounding"
+            )
+        encoded = codec_encode(delta, config, round_rotation(config, descriptor.seed), rng=rng)
         return encoded.fields
 
 
@@ -159,9 +178,11 @@ class OneshotEncoder(SecureEncoder):
     profile = common.CRYPTO_PROFILE_ONESHOT
     payload_format_version = oneshot.FORMAT_VERSION
 
-    def __init__(self, state_dir: Path, verifier: EnrollmentVerifier) -> None:
+    def __init__(
+        self, state_dir: Path, verifier: EnrollmentVerifier, rounding_seed: str = ""
+    ) -> None:
         """Loads rosters and the record of rounds already masked."""
-        super().__init__(state_dir, verifier)
+        super().__init__(state_dir, verifier, rounding_seed)
         self._used_path = state_dir / "used_rounds.bin"
         self.used_rounds = (
             oneshot.UsedRounds.from_bytes(self._used_path.read_bytes())
@@ -212,7 +233,9 @@ class OneshotEncoder(SecureEncoder):
         return EncodedUpload(spool, self.payload_format_version, boxes, fields)
 
 
-def encoder_for(profile: int, state_dir: Path, verifier: EnrollmentVerifier) -> UpdateEncoder:
+def encoder_for(
+    profile: int, state_dir: Path, verifier: EnrollmentVerifier, rounding_seed: str = ""
+) -> UpdateEncoder:
     """The encoder of a federation's crypto profile (``verifier`` checks committee members).
 
     Raises:
@@ -221,10 +244,10 @@ def encoder_for(profile: int, state_dir: Path, verifier: EnrollmentVerifier) -> 
     if profile == common.CRYPTO_PROFILE_PLAINTEXT:
         return PlaintextEncoder()
     if profile == common.CRYPTO_PROFILE_ONESHOT:
-        return OneshotEncoder(state_dir, verifier)
+        return OneshotEncoder(state_dir, verifier, rounding_seed)
     if profile in (common.CRYPTO_PROFILE_FAST, common.CRYPTO_PROFILE_PROVABLE):
         # Imported here: bgv_encoder builds on this module (and loads OpenFHE only when needed).
         from edge_worker.bgv_encoder import BgvEncoder
 
-        return BgvEncoder(state_dir, profile, verifier)
+        return BgvEncoder(state_dir, profile, verifier, rounding_seed)
     raise DescriptorRefused(f"crypto profile {profile} is not supported by this worker")

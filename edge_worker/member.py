@@ -120,6 +120,7 @@ class MemberRuntime:
             roster=roster,
             enrollment_verifier=self.verifier,
             min_contributors_floor=max(2, self.config.min_contributors_floor),
+            reproducible_seed=self.config.reproducible_rounding_seed.encode(),
         )
 
     def _policy(self, epoch: int) -> MemberPolicy:

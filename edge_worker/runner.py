@@ -185,7 +185,10 @@ class WorkerRuntime:
         response = await enroll_device(self.connection)
         if self._encoder is None:
             self._encoder = encoder_for(
-                response.profile, self.state_dir, enrollment_verifier(self.config)
+                response.profile,
+                self.state_dir,
+                enrollment_verifier(self.config),
+                self.config.reproducible_rounding_seed,
             )
         elif self._encoder.profile != response.profile:
             raise DescriptorRefused(

@@ -122,20 +122,31 @@ class LocalFederation:
         self,
         worker_address: str | None = None,
         overrides: dict[int, tuple[str, ...]] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> CoordinatorProcess:
         """Writes the initial model, starts the coordinator, then the workers.
 
         Args:
             worker_address: Where workers connect (a proxy, say); the coordinator by default.
             overrides: Extra flags for some workers, by index.
+            environment: Extra environment of the coordinator process (failpoints, say).
         """
-        coordinator = self.start_coordinator()
+        coordinator = self.start_coordinator(environment)
         self.worker_address = worker_address or coordinator.grpc_address
         for index in range(self.spec.workers):
             self.workers.append(self.start_worker(index, *(overrides or {}).get(index, ())))
         return coordinator
 
-    def start_coordinator(self) -> CoordinatorProcess:
+    def restart_coordinator(self, environment: dict[str, str] | None = None) -> CoordinatorProcess:
+        """Starts the coordinator again on its state and port (after it died or was stopped)."""
+        assert self.coordinator is not None
+        settings = {**self.settings(), "server.listen_address": self.coordinator.grpc_address}
+        self.coordinator = start_coordinator(
+            self.spec.workdir / "coordinator", settings, environment=environment
+        )
+        return self.coordinator
+
+    def start_coordinator(self, environment: dict[str, str] | None = None) -> CoordinatorProcess:
         """Writes the initial model and starts the coordinator only."""
         spec = self.spec
         spec.workdir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +158,9 @@ class LocalFederation:
         save_initial_model(
             digits.initial_weights(spec.seed, spec.width), spec.workdir / "initial.model"
         )
-        self.coordinator = start_coordinator(spec.workdir / "coordinator", self.settings())
+        self.coordinator = start_coordinator(
+            spec.workdir / "coordinator", self.settings(), environment=environment
+        )
         return self.coordinator
 
     def worker_dir(self, index: int) -> Path:

@@ -54,9 +54,15 @@ class CoordinatorProcess:
 
 
 def start_coordinator(
-    workdir: Path, settings: dict[str, str], timeout: float = 60.0
+    workdir: Path,
+    settings: dict[str, str],
+    timeout: float = 60.0,
+    environment: dict[str, str] | None = None,
 ) -> CoordinatorProcess:
-    """Starts ``python -m coordinator`` with ``--set`` flags and waits for HEFL_READY."""
+    """Starts ``python -m coordinator`` with ``--set`` flags and waits for HEFL_READY.
+
+    A restart in the same ``workdir`` appends to the same log.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "coordinator.log"
     arguments = [sys.executable, "-m", "coordinator"]
@@ -65,9 +71,9 @@ def start_coordinator(
     process = subprocess.Popen(
         arguments,
         cwd=ROOT,
-        env=_env(),
+        env={**_env(), **(environment or {})},
         stdout=subprocess.PIPE,
-        stderr=open(log_path, "w"),  # noqa: SIM115 - the child owns it
+        stderr=open(log_path, "a"),  # noqa: SIM115 - the child owns it
         text=True,
     )
     deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ from crypto.committee.descriptor import (
     sign_descriptor,
     verify_signed_descriptor,
 )
-from crypto.committee.digests import sha256
+from crypto.committee.digests import sha256, tagged_sha256
 from crypto.committee.enrollment import EnrollmentVerifier
 from crypto.committee.errors import (
     BAD_TRANSCRIPT,
@@ -64,6 +64,7 @@ class MemberPolicy:
         roster: Roster,
         enrollment_verifier: EnrollmentVerifier,
         min_contributors_floor: int,
+        reproducible_seed: bytes = b"",
     ) -> None:
         """Creates the policy of the member holding ``signing_key`` in ``roster``.
 
@@ -74,6 +75,9 @@ class MemberPolicy:
             enrollment_verifier: Decides which contributor credentials are enrolled.
             min_contributors_floor: Fewest contributors this member ever helps open, whatever
                 a descriptor says; at least 2.
+            reproducible_seed: Test runs only: derive the seed contributions from this secret
+                instead of the CSPRNG, so a whole run can be repeated bit for bit (crash tests).
+                A member in this mode refuses to sign any descriptor with DP.
 
         Raises:
             CommitteeError: if the key is not in the roster or the floor is below 2.
@@ -89,6 +93,7 @@ class MemberPolicy:
         self._index = index
         self._verifier = enrollment_verifier
         self._floor = min_contributors_floor
+        self._reproducible_seed = reproducible_seed
 
     @property
     def member_index(self) -> int:
@@ -118,7 +123,13 @@ class MemberPolicy:
                     raise RefusalError(
                         CONFLICT, f"round {round_number} is not above signed round {highest}"
                     )
-                contribution = new_contribution()
+                contribution = (
+                    tagged_sha256(
+                        "reproducible-seed", self._reproducible_seed, federation, round_number
+                    )
+                    if self._reproducible_seed
+                    else new_contribution()
+                )
                 log.put(replace(record, seed_contribution=contribution))
         return make_commitment(federation, round_number, self._index, contribution)
 
@@ -157,6 +168,8 @@ class MemberPolicy:
                 signed before; BAD_TRANSCRIPT or MALFORMED as the descriptor checks.
         """
         descriptor = check_descriptor(descriptor_bytes, self._roster)
+        if self._reproducible_seed and descriptor.message.dp.enabled:
+            raise RefusalError(MALFORMED, "a reproducible test member does not take part in DP")
         federation = self._roster.federation_id
         with self._log.transaction() as log:
             record = log.get(federation, descriptor.message.round_number)
