@@ -65,11 +65,13 @@ def plot(reports: list[RoundReport], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [r.round_number for r in reports]
     figure, accuracy_axis = plt.subplots(figsize=(7, 4))
     accuracy_axis.plot(rounds, [r.accuracy for r in reports], "o-", color="tab:blue")
     accuracy_axis.set_xlabel("round")
+    accuracy_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     accuracy_axis.set_ylabel("test accuracy", color="tab:blue")
     accuracy_axis.set_ylim(0, 1)
     epsilon_axis = accuracy_axis.twinx()
