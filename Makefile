@@ -64,7 +64,6 @@ demo: $(STAMP) ## a real federated training on loopback (ARGS=--plaintext for th
 	$(PY) -m examples.demo $(ARGS)
 
 bench: $(STAMP) ## benchmarks against baselines measured in the same run (QUICK=1 for a smoke run)
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
 certs: $(STAMP) ## a local CA, a coordinator certificate and WORKERS device identities in var/certs
