@@ -29,8 +29,8 @@ from coordinator.metrics import CoordinatorMetrics
 from coordinator.profiles.base import InvalidPayloadError, UploadRecord
 from coordinator.rounds import RoundEngine
 from coordinator.store import Store, TaskRow, UploadRow, WorkerRow
+from crypto.committee.contributions import sealed_boxes_sha256
 from crypto.signing import SignatureTag, verify
-from edge_worker.statement import sealed_shares_sha256
 from hefl.v1 import common_pb2 as common
 from hefl.v1 import federation_service_pb2 as fed
 
@@ -281,7 +281,7 @@ class UploadReceiver:
             statement = common.UploadStatement.FromString(signed.statement)
         except Exception as error:  # noqa: BLE001 - protobuf raises DecodeError subclasses
             raise InvalidRequestError(f"upload statement does not parse: {error}") from error
-        shares_digest = sealed_shares_sha256(trailer.sealed_shares)
+        shares_digest = sealed_boxes_sha256(trailer.sealed_shares)
         mismatches = [
             name
             for name, ok in (

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from crypto.committee import digests
+from crypto.committee.contributions import sealed_boxes_sha256
 from crypto.signing import SignatureTag, SigningKey
 from edge_worker.encoders import EncodedUpload
 from edge_worker.transfer import file_sha256
 from hefl.v1 import common_pb2 as common
 from hefl.v1 import federation_service_pb2 as fed
-
-
-def sealed_shares_sha256(boxes: Sequence[common.SealedBox]) -> bytes:
-    """Digest the statement names for the sealed shares (empty when there are none)."""
-    return digests.sealed_shares_sha256(
-        [(b.recipient_index, b.ephemeral_public_key, b.nonce, b.ciphertext) for b in boxes]
-    )
 
 
 def build_trailer(
@@ -37,7 +28,7 @@ def build_trailer(
         payload_format_version=encoded.payload_format_version,
         payload_size_bytes=encoded.payload_path.stat().st_size,
         payload_sha256=digest,
-        sealed_shares_sha256=sealed_shares_sha256(encoded.sealed_shares),
+        sealed_shares_sha256=sealed_boxes_sha256(encoded.sealed_shares),
     ).SerializeToString()
     return fed.UploadTrailer(
         payload_sha256=digest,

@@ -8,13 +8,13 @@ credentials sorted by worker id; members sign its SHA-256 (see :mod:`crypto.comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from crypto.committee.descriptor import VerifiedDescriptor
-from crypto.committee.digests import DIGEST_BYTES, sha256
+from crypto.committee.digests import DIGEST_BYTES, sealed_shares_sha256, sha256
 from crypto.committee.enrollment import EnrollmentVerifier
 from crypto.committee.errors import (
     BAD_CONTRIBUTION,
@@ -229,3 +229,10 @@ def _check_context(proposed: common_pb2.ContributorSet, descriptor: VerifiedDesc
     expected = DIGEST_BYTES if message.profile in _BGV_PROFILES else 0
     if len(proposed.aggregate_sha256) != expected:
         raise RefusalError(MALFORMED, "the aggregate digest does not fit the profile")
+
+
+def sealed_boxes_sha256(boxes: Sequence[common_pb2.SealedBox]) -> bytes:
+    """``UploadStatement.sealed_shares_sha256`` of an upload's sealed shares (empty: none)."""
+    return sealed_shares_sha256(
+        [(b.recipient_index, b.ephemeral_public_key, b.nonce, b.ciphertext) for b in boxes]
+    )
