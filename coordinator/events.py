@@ -59,6 +59,10 @@ class EventBus:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
+    def last_sequence(self) -> int:
+        """The sequence number of the newest event, 0 before the first."""
+        return self._store.last_event_sequence()
+
     def replay(self, after_sequence: int) -> list[EventRow]:
         """Persisted events newer than ``after_sequence``."""
         return self._store.events_after(after_sequence)

@@ -158,7 +158,7 @@ class ModelRegistry:
         """
         latest = self.latest_version
         want = latest if want_version == 0 else want_version
-        target = self._store.get_version(want)
+        target = self._store.get_version(want) if want <= latest else None
         if target is None:
             raise NotFoundError(f"model version {want} does not exist (latest is {latest})")
         if have_version > want:

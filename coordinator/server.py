@@ -43,6 +43,7 @@ from coordinator.servicers.committee_servicer import CommitteeServicer
 from coordinator.servicers.federation_servicer import FederationServicer
 from coordinator.servicers.gate import Gate
 from coordinator.servicers.operator_servicer import OperatorServicer
+from coordinator.servicers.validation import ValidationInterceptor
 from coordinator.store import Store
 from coordinator.tls import enrollment_verifier, server_credentials
 from coordinator.uploads import UploadReceiver
@@ -204,7 +205,7 @@ async def start(
     uploads.trim_after_restart()
     downloads = ModelDownloads(models, metrics, config.limits.max_chunk_size_bytes)
 
-    server = grpc.aio.server(options=server_options(config))
+    server = grpc.aio.server(options=server_options(config), interceptors=[ValidationInterceptor()])
     fed_grpc.add_FederationServiceServicer_to_server(
         FederationServicer(config, store, gate, engine, uploads, downloads, anomalies), server
     )

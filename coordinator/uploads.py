@@ -9,6 +9,7 @@ aggregate and marks it accepted in one step.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -38,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 
 def _profile_name(profile: int) -> str:
-    return common.CryptoProfile.Name(cast(common.CryptoProfile.ValueType, profile))
+    try:
+        return common.CryptoProfile.Name(cast(common.CryptoProfile.ValueType, profile))
+    except ValueError:
+        return f"undefined profile {profile}"
 
 
 class UploadReceiver:
@@ -106,7 +110,10 @@ class UploadReceiver:
         async for frame in frames:
             kind = frame.WhichOneof("frame")
             if kind == "chunk":
-                committed = self._append(task, upload, committed, frame.chunk)
+                # The fsync runs off the event loop: health checks and other calls keep flowing.
+                committed = await asyncio.to_thread(
+                    self._append, task, upload, committed, frame.chunk
+                )
             elif kind == "trailer":
                 await self._finish(worker, task, upload, committed, frame.trailer)
                 return fed.UploadUpdateResponse(

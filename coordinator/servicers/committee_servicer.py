@@ -15,7 +15,6 @@ from coordinator.errors import (
     InvalidRequestError,
     LimitExceededError,
     NotFoundError,
-    PermissionDeniedError,
     UnauthenticatedError,
 )
 from coordinator.servicers.gate import Gate, stream_errors, unary_errors
@@ -41,10 +40,7 @@ class CommitteeServicer(cmt_grpc.CommitteeServiceServicer):
         self._hub = hub
 
     def _admit_member(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> WorkerRow:
-        worker = self.gate.admit(context, _SERVICE + method)
-        if not worker.key_holder_capable:
-            raise PermissionDeniedError(f"worker {worker.worker_id} did not enrol as a key holder")
-        return worker
+        return self.gate.admit(context, _SERVICE + method, key_holder=True)
 
     @stream_errors("WatchCommitteeTasks")
     async def WatchCommitteeTasks(

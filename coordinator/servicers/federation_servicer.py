@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -110,7 +111,8 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
                     "the TLS client certificate was issued for another signing key"
                 )
             certificate = peer[1]
-        worker = self._store.enroll_worker(
+        worker = await asyncio.to_thread(
+            self._store.enroll_worker,
             worker_id_for(key),
             key,
             request.display_name[:128],
@@ -198,6 +200,12 @@ class FederationServicer(fed_grpc.FederationServiceServicer):
             raise PermissionDeniedError(f"task {request.task_id} belongs to another worker")
         if len(request.metrics) > 32:
             raise InvalidRequestError("at most 32 metrics per report")
+        latest = self._engine_version()
+        if request.applied_version > latest:
+            raise InvalidRequestError(
+                f"applied_version {request.applied_version} is newer than the latest model"
+                f" version {latest}"
+            )
         recorded = self._store.record_report(
             ReportRow(
                 task_id=task.task_id,

@@ -13,8 +13,14 @@ from typing import Any, Protocol, TypeVar, cast
 import grpc
 
 from coordinator.auth import CallAuthenticator
-from coordinator.errors import CoordinatorError, LimitExceededError, UnauthenticatedError
+from coordinator.errors import (
+    CoordinatorError,
+    LimitExceededError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from coordinator.metrics import CoordinatorMetrics
+from coordinator.servicers.validation import raise_deferred
 from coordinator.store import Store, WorkerRow
 from coordinator.tls import CertificateError, peer_identity
 
@@ -45,12 +51,20 @@ class Gate:
         self._lock = threading.Lock()
         self.last_seen: dict[str, float] = {}
 
-    def admit(self, context: grpc.aio.ServicerContext[Any, Any], method: str) -> WorkerRow:
-        """Returns the authenticated caller of ``method``.
+    def admit(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        method: str,
+        *,
+        key_holder: bool = False,
+    ) -> WorkerRow:
+        """Returns the authenticated caller of ``method``, once its request is known valid.
 
         Raises:
             UnauthenticatedError: identity not proven.
+            PermissionDeniedError: ``key_holder`` is asked and the worker did not enrol as one.
             LimitExceededError: the worker exceeded its call rate.
+            InvalidRequestError: the request is malformed (found by the validation interceptor).
         """
         metadata = cast(Sequence[tuple[str, str | bytes]] | None, context.invocation_metadata())
         worker = self._authenticator.authenticate(metadata, method)
@@ -68,6 +82,9 @@ class Gate:
                 )
             calls.append(now)
             self.last_seen[worker.worker_id] = now
+        if key_holder and not worker.key_holder_capable:
+            raise PermissionDeniedError(f"worker {worker.worker_id} did not enrol as a key holder")
+        raise_deferred()
         return worker
 
     @staticmethod

@@ -209,6 +209,13 @@ class OperatorServicer(ops_grpc.OperatorServiceServicer):
     ) -> AsyncIterator[ops.WatchRoundEventsResponse]:
         """Replays events after the cursor, then streams new ones until the client leaves."""
         self._check_federation(request.federation_id)
+        newest = self._events.last_sequence()
+        if request.after_sequence > newest:
+            # A cursor from the future means the watcher saw another state (a reset coordinator).
+            raise InvalidRequestError(
+                f"after_sequence {request.after_sequence} is ahead of the newest event {newest};"
+                " resume from 0"
+            )
         queue = self._events.subscribe()
         try:
             last = request.after_sequence
