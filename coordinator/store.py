@@ -21,6 +21,8 @@ from typing import Any
 from coordinator.blobs import BlobStore
 
 SCHEMA_VERSION = 1
+# SQLite integers are signed 64-bit; uint64 request fields above this are clamped before binding.
+SQL_INTEGER_MAX = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -297,10 +299,19 @@ class Store:
                 )
             elif int(found[0]) != SCHEMA_VERSION:
                 raise StoreError(f"database schema {found[0]} != supported {SCHEMA_VERSION}")
+        # Reads get their own connection: under WAL they see the last commit without waiting
+        # for a writer's fsync, so the event loop never stalls behind a commit in a thread.
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(
+            state_dir / "coordinator.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._reader.execute("PRAGMA busy_timeout=5000")
+        self._reader.execute("PRAGMA query_only=ON")
 
     def close(self) -> None:
         """Closes the database."""
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
 
     @contextmanager
@@ -316,13 +327,13 @@ class Store:
             self._db.execute("COMMIT")
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+        with self._read_lock:
+            row: tuple[Any, ...] | None = self._reader.execute(sql, args).fetchone()
             return row
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+        with self._read_lock:
+            return list(self._reader.execute(sql, args).fetchall())
 
     # --- meta -------------------------------------------------------------------------------
 
@@ -457,7 +468,7 @@ class Store:
 
     def list_rounds(self, limit: int, before: int = 0) -> list[RoundRow]:
         """Rounds, newest first."""
-        bound = before if before > 0 else 2**62
+        bound = min(before, SQL_INTEGER_MAX) if before > 0 else SQL_INTEGER_MAX
         rows = self._all(
             "SELECT * FROM rounds WHERE round_number < ? ORDER BY round_number DESC LIMIT ?",
             (bound, limit),
@@ -686,6 +697,11 @@ class Store:
 
     # --- events, ledger, anomalies ----------------------------------------------------------
 
+    def last_event_sequence(self) -> int:
+        """The sequence number of the newest event, 0 before the first."""
+        row = self._all("SELECT COALESCE(MAX(sequence), 0) FROM events", ())
+        return int(row[0][0])
+
     def append_event(
         self,
         kind: int,
@@ -712,7 +728,8 @@ class Store:
     def events_after(self, sequence: int, limit: int = 10_000) -> list[EventRow]:
         """Events with a sequence number above ``sequence``."""
         rows = self._all(
-            "SELECT * FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?", (sequence, limit)
+            "SELECT * FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (min(sequence, SQL_INTEGER_MAX), limit),
         )
         return [EventRow(*r) for r in rows]
 

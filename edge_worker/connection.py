@@ -19,7 +19,11 @@ from edge_worker.tls import client_tls
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# CANCELLED: an overloaded or restarting server drops calls it could not start; every call the
+# device retries is idempotent (enrolment, check-in, status) or resumable (transfers).
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
 
 
 def channel_options(config: WorkerConfig) -> list[tuple[str, int]]:
