@@ -131,7 +131,13 @@ class CommitteeHub:
                 yield task
         finally:
             self._streams[worker_id] -= 1
-            if self._streams[worker_id] == 0:
+            if self._streams[worker_id] == 0 and not any(
+                p.worker_id == worker_id for p in self._pending.values()
+            ):
+                # Nothing waits for this worker: forget it (non-members would pile up).
+                self._queues.pop(worker_id, None)
+                del self._streams[worker_id]
+            elif self._streams[worker_id] == 0:
                 asyncio.get_running_loop().call_later(
                     self.disconnect_grace_seconds, self._give_up_on, worker_id
                 )

@@ -108,7 +108,9 @@ class SecureProtocol(RoundProtocol, abc.ABC):
             raise RoundRefusedError(str(error)) from error
         epoch = await self.epochs.ensure()
         members = epoch.members
-        threshold = epoch.threshold
+        # Certification later needs a quorum of members that signed this very descriptor, so a
+        # round goes ahead only with that many commitments and signatures.
+        quorum = epoch.roster.certificate_quorum
         timeout = self._config.task_timeout_seconds
         commits = self._dispatch_all(
             epoch,
@@ -117,11 +119,9 @@ class SecureProtocol(RoundProtocol, abc.ABC):
                 commit_seed=cmt.CommitSeedTask(federation_id=context.federation_id),
             ),
         )
-        committed = await self._gather(
-            commits, threshold, timeout, "commit a seed", want=len(members)
-        )
-        if len(committed) < threshold:
-            raise CommitteeUnavailableError(f"{len(committed)} seed commitments, need {threshold}")
+        committed = await self._gather(commits, quorum, timeout, "commit a seed", want=len(members))
+        if len(committed) < quorum:
+            raise CommitteeUnavailableError(f"{len(committed)} seed commitments, need {quorum}")
         commitments = [p.answer().seed_commitment for p in committed]  # type: ignore[union-attr]
         reveals_pending = [
             self._hub.dispatch(
@@ -164,12 +164,10 @@ class SecureProtocol(RoundProtocol, abc.ABC):
             for p in committed
         ]
         signed = await self._gather(
-            signing, threshold, timeout, "sign the descriptor", want=len(signing)
+            signing, quorum, timeout, "sign the descriptor", want=len(signing)
         )
-        if len(signed) < threshold:
-            raise CommitteeUnavailableError(
-                f"{len(signed)} descriptor signatures, need {threshold}"
-            )
+        if len(signed) < quorum:
+            raise CommitteeUnavailableError(f"{len(signed)} descriptor signatures, need {quorum}")
         result = common.SignedRoundDescriptor(
             descriptor=descriptor_bytes,
             signatures=[p.answer().signature for p in signed],  # type: ignore[union-attr]
