@@ -3,7 +3,8 @@
 It runs its own event loop in a thread, so it serves subprocesses and in-process clients alike.
 Cuts are decided per connection: after ``cut_after_bytes`` bytes have crossed it (either way),
 the connection is reset, at most ``max_cuts`` times in total; ``random_cut_probability`` adds
-random cuts per forwarded block for chaos runs.
+random cuts per forwarded block for chaos runs. A cut resets the device's side at once; the
+coordinator's side stays half-open until the coordinator next writes, as after a real reset.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ class FaultyProxy:
                     if self._should_cut(crossed[0]):
                         self.stats.cuts += 1
                         self.stats.cut_offsets.append(crossed[0])
+                        # Reset the device now: waiting for the other direction to read
+                        # would leave an idle device on a half-open link until keepalive.
+                        writer.transport.abort()
                         break
                     if record is not None:
                         record.extend(data)
