@@ -7,6 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pytest
+from scipy.stats import poisson
 
 from crypto.csprng import Csprng
 from crypto.oneshot.params import ERROR_STDDEV, SECRET_STDDEV
@@ -40,9 +41,13 @@ def test_sample_mean_std_and_tail(stddev: float) -> None:
     assert abs(values.mean()) < 6 * stddev / math.sqrt(SAMPLES)
     assert values.std() == pytest.approx(stddev, rel=6 / math.sqrt(2 * SAMPLES))
     assert np.abs(values).max() <= sampler.tail_bound
-    # Beyond 4 sigma the continuous Gaussian puts 6.3e-5 of the mass.
-    beyond = np.count_nonzero(np.abs(values) > 4 * stddev) / SAMPLES
-    assert 2e-5 < beyond < 1.5e-4
+    # The tail beyond 4 sigma holds the discrete Gaussian's exact mass there: the count is
+    # Poisson, and either side of it is at least one in a million likely.
+    support = np.arange(-sampler.tail_bound, sampler.tail_bound + 1)
+    expected = SAMPLES * true_pmf(stddev, sampler.tail_bound)[np.abs(support) > 4 * stddev].sum()
+    beyond = np.count_nonzero(np.abs(values) > 4 * stddev)
+    assert poisson.cdf(beyond, expected) > 1e-6, (beyond, expected)
+    assert poisson.sf(beyond - 1, expected) > 1e-6, (beyond, expected)
 
 
 def test_frequencies_pass_a_chi_square_test() -> None:
