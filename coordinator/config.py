@@ -33,6 +33,8 @@ class ServerConfig:
     """gRPC address; port 0 picks a free port (printed on start-up)."""
     metrics_address: str = "127.0.0.1:9464"
     """Prometheus /metrics address; empty disables the endpoint."""
+    health_address: str = ""
+    """Plaintext gRPC address serving only grpc.health.v1.Health (Kubernetes probes); empty: off."""
     grace_period_seconds: float = 10.0
     """On SIGTERM: time in-flight calls get to finish after health turns NOT_SERVING."""
     max_message_bytes: int = 8 * 1024 * 1024

@@ -132,6 +132,8 @@ class Coordinator:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     metrics_server: Any = None
     hub: CommitteeHub | None = None
+    health_server: grpc.aio.Server | None = None
+    health_address: str = ""
 
     async def stop(self) -> None:
         """Drains and stops everything; safe to call twice."""
@@ -142,6 +144,8 @@ class Coordinator:
         if self.hub is not None:
             self.hub.close()
         await self.server.stop(self.config.server.grace_period_seconds)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -233,6 +237,8 @@ async def start(
         raise ConfigError(f"cannot bind server.listen_address {config.server.listen_address}")
     await server.start()
 
+    health_server, health_address = await _start_health_listener(config, health_servicer)
+
     metrics_address = ""
     metrics_server = None
     if config.server.metrics_address:
@@ -254,6 +260,8 @@ async def start(
         metrics_address=metrics_address,
         metrics_server=metrics_server,
         hub=hub,
+        health_server=health_server,
+        health_address=health_address,
     )
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -261,6 +269,26 @@ async def start(
     coordinator.tasks.append(asyncio.create_task(engine.run(coordinator.stop_event)))
     coordinator.tasks.append(asyncio.create_task(_housekeeping(coordinator)))
     return coordinator
+
+
+async def _start_health_listener(
+    config: CoordinatorConfig, health_servicer: health_aio.HealthServicer
+) -> tuple[grpc.aio.Server | None, str]:
+    """A plaintext listener with nothing but the health service, for probes that cannot do mTLS.
+
+    Kubernetes' grpc probe speaks plaintext only. The listener shares the main server's health
+    servicer, so a drain turns both NOT_SERVING at once; it exposes no data and accepts no
+    federation call.
+    """
+    if not config.server.health_address:
+        return None, ""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(config.server.health_address)
+    if port == 0:
+        raise ConfigError(f"cannot bind server.health_address {config.server.health_address}")
+    await server.start()
+    return server, f"{config.server.health_address.rsplit(':', 1)[0]}:{port}"
 
 
 async def _housekeeping(coordinator: Coordinator) -> None:
@@ -287,6 +315,7 @@ async def serve(config: CoordinatorConfig) -> int:
     ready = {
         "grpc_address": coordinator.grpc_address,
         "metrics_address": coordinator.metrics_address,
+        "health_address": coordinator.health_address,
     }
     # The first stdout line is machine-readable so scripts and tests can find the ports.
     print("HEFL_READY " + json.dumps(ready), flush=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.config import build_config
 from coordinator.server import start
@@ -120,5 +121,36 @@ async def test_insecure_mode_must_be_asked_for_and_is_logged(
     coordinator = await start(build_config(overrides=settings))
     try:
         assert any("WITHOUT TLS" in record.getMessage() for record in caplog.records)
+    finally:
+        await coordinator.stop()
+
+
+async def test_the_health_listener_serves_plaintext_probes_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    ca = create_ca()
+    settings = _settings(tmp_path, ca)
+    settings["server.health_address"] = "127.0.0.1:0"
+    coordinator = await start(build_config(overrides=settings))
+    health_address = coordinator.health_address
+    try:
+        assert health_address and health_address != coordinator.grpc_address
+        async with grpc.aio.insecure_channel(health_address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "hefl.v1.FederationService"):
+                answer = await health.Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=5
+                )
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # The federation itself is not reachable without mutual TLS.
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await fed_grpc.FederationServiceStub(channel).EnrollWorker(
+                    _enroll_request(SigningKey.generate()), timeout=5
+                )
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            # A drain shows on the probe port too, before the listener goes away.
+            await coordinator.health.enter_graceful_shutdown()
+            answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         await coordinator.stop()
