@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
+from prometheus_client import start_http_server
+
 from edge_worker.config import WorkerConfig
+from edge_worker.metrics import WorkerMetrics
 from edge_worker.runner import WorkerRuntime
+
+logger = logging.getLogger(__name__)
 
 
 def _env(name: str, default: str) -> str:
@@ -71,18 +77,67 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=_env("RECORD_UPDATES", ""),
         help="write each round's quantized fields to this folder (audits, tests)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=_env("METRICS_ADDRESS", ""),
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics there (port 0: any free port; default: off)",
+    )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=_env("LOG_JSON", "") in {"1", "true", "yes"},
+        help="structured JSON log lines",
+    )
     return parser.parse_args(argv)
+
+
+class _JsonFormatter(logging.Formatter):
+    """The coordinator's JSON line format, plus the task record of progress lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        task = getattr(record, "task", None)
+        if task is not None:
+            entry["task"] = task
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    """Sets up logging for the process (only here, never in library code)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _address(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m edge_worker`` and ``hefl-worker``."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_json)
+    metrics_address = _address(args.metrics_address) if args.metrics_address else None
+    if args.metrics_address and metrics_address is None:
+        print(
+            f"error: --metrics-address expects HOST:PORT, got {args.metrics_address!r}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         index_text, count_text = args.shard.split("/")
         shard, shards = int(index_text), int(count_text)
@@ -119,7 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         width=args.model_width,
     )
-    runtime = WorkerRuntime(config, trainer)
+    metrics = WorkerMetrics.create()
+    runtime = WorkerRuntime(config, trainer, metrics=metrics)
+    metrics_server = None
+    if metrics_address is not None:
+        host, port = metrics_address
+        metrics_server, _ = start_http_server(port, addr=host, registry=metrics.registry)
+        logger.info("metrics on http://%s:%d/metrics", host, metrics_server.server_port)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -127,13 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         counters = await runtime.run(stop)
-        logging.getLogger(__name__).info(
+        logger.info(
             "worker %s stopping after %d contributions",
             runtime.worker_id,
             counters.rounds_contributed,
         )
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     return 0
 
 

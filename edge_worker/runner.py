@@ -26,6 +26,7 @@ from edge_worker.encoders import DescriptorRefused, EncodedUpload, UpdateEncoder
 from edge_worker.hooks import CorrectionCheck, CorrectionHook, UpdateCheck, UpdateHook
 from edge_worker.identity import load_or_create_identity
 from edge_worker.member import MemberRuntime
+from edge_worker.metrics import TaskProgress, WorkerMetrics, outcome_label
 from edge_worker.model_state import CorrectionRejected, DeviceModel, apply_download
 from edge_worker.statement import build_trailer, trailer_format_version
 from edge_worker.tls import enrollment_verifier
@@ -108,8 +109,12 @@ class WorkerRuntime:
         update_hooks: Sequence[UpdateHook] = (),
         correction_hooks: Sequence[CorrectionHook] = (),
         on_task: Callable[[TaskReport], None] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
-        """Prepares the device; nothing touches the network until :meth:`run`."""
+        """Prepares the device; nothing touches the network until :meth:`run`.
+
+        ``metrics`` receives this device's Prometheus metrics (a fresh registry by default).
+        """
         self.config = config
         self.trainer = trainer
         self._encoder = encoder
@@ -123,6 +128,8 @@ class WorkerRuntime:
         self.ledger = DeviceLedger(
             self.state_dir / "privacy_ledger.json", config.privacy_budget_epsilon
         )
+        self.metrics = metrics or WorkerMetrics.create()
+        self.metrics.observe_state(self.ledger.epsilon_spent, self._held_version())
         self.key_epoch = 0
         self._rng = random.SystemRandom()
         self._connection: Connection | None = None
@@ -144,6 +151,9 @@ class WorkerRuntime:
         """The open connection (only during :meth:`run`)."""
         assert self._connection is not None, "run() has not started"
         return self._connection
+
+    def _held_version(self) -> int:
+        return 0 if self.model is None else self.model.version
 
     def _stub(self) -> fed_grpc.FederationServiceAsyncStub:
         return fed_grpc.FederationServiceStub(self.connection.channel)
@@ -225,7 +235,12 @@ class WorkerRuntime:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=delay)
 
-    async def sync_model(self, want_version: int, give_up_at: float | None = None) -> DeviceModel:
+    async def sync_model(
+        self,
+        want_version: int,
+        give_up_at: float | None = None,
+        progress: TaskProgress | None = None,
+    ) -> DeviceModel:
         """Brings the device model to ``want_version`` (correction chain or full model)."""
         if self.model is not None and self.model.version == want_version:
             return self.model
@@ -238,6 +253,8 @@ class WorkerRuntime:
             give_up_at=give_up_at,
         )
         data = downloaded.path.read_bytes()
+        if progress is not None:
+            progress.received_bytes += len(data)
         check = None
         if self.correction_hooks:
 
@@ -249,6 +266,7 @@ class WorkerRuntime:
             model = apply_download(self.model, downloaded.header, data, check)
         except CorrectionRejected:
             self.counters.correction_rejections += 1
+            self.metrics.hook_rejections.labels("correction").inc()
             raise
         model.save(self.state_dir / "model.bin")
         self.model = model
@@ -264,19 +282,24 @@ class WorkerRuntime:
         descriptor: common.RoundDescriptor | None = None
         delta = None
         metrics: dict[str, float] = {}
+        progress = TaskProgress()
         try:
             key_material = task.key_material if task.HasField("key_material") else None
             descriptor = self.encoder.verify_descriptor(task.descriptor, key_material)
+            progress.round_number = descriptor.round_number
             if key_material is not None:
                 self.key_epoch = descriptor.committee_epoch
             self.ledger.check(descriptor)
-            model = await self.sync_model(descriptor.global_version, give_up_at=deadline)
+            model = await self.sync_model(
+                descriptor.global_version, give_up_at=deadline, progress=progress
+            )
             if model.sha256 != descriptor.global_model_sha256:
                 raise DescriptorRefused("the descriptor names a different global model digest")
             self.trainer.set_weights(model.values)
             metrics_before = await asyncio.to_thread(self.trainer.evaluate)
             metrics.update(metrics_before)
-            result = await asyncio.to_thread(self.trainer.train)
+            with progress.timed("train"):
+                result = await asyncio.to_thread(self.trainer.train)
             delta = (self.trainer.get_weights() - model.values).astype(np.float32)
             # The user's module keeps holding the global model, not this round's local fit.
             self.trainer.set_weights(model.values)
@@ -284,9 +307,10 @@ class WorkerRuntime:
             check = UpdateCheck(delta, result.mean_loss, result.examples, metrics_before)
             if not all(hook(check) for hook in self.update_hooks):
                 self.counters.update_rejections += 1
+                self.metrics.hook_rejections.labels("update").inc()
                 outcome = fed.TASK_OUTCOME_UPDATE_REJECTED
             else:
-                await self._upload(task, descriptor, delta, deadline)
+                await self._upload(task, descriptor, delta, deadline, progress)
                 self.counters.rounds_contributed += 1
                 outcome = fed.TASK_OUTCOME_UPLOADED
         except DeviceBudgetExceededError as refusal:
@@ -311,6 +335,7 @@ class WorkerRuntime:
             )
         self.counters.outcomes.append(outcome)
         await self._report(task, outcome, metrics)
+        self._record(progress, outcome)
         if self.on_task is not None:
             self.on_task(
                 TaskReport(
@@ -322,12 +347,24 @@ class WorkerRuntime:
             )
         return outcome
 
+    def _record(self, progress: TaskProgress, outcome: int) -> None:
+        """Metrics and the console's one progress line per task."""
+        progress.outcome = outcome_label(outcome)
+        epsilon, version = self.ledger.epsilon_spent, self._held_version()
+        self.metrics.record_task(progress, epsilon, version)
+        logger.info(
+            "%s",
+            progress.summary(epsilon, version),
+            extra={"task": progress.as_dict(epsilon, version)},
+        )
+
     async def _upload(
         self,
         task: fed.TaskAssignment,
         descriptor: common.RoundDescriptor,
         delta: npt.NDArray[np.float32],
         deadline: float,
+        progress: TaskProgress,
     ) -> None:
         descriptor_sha256 = hashlib.sha256(task.descriptor.descriptor).digest()
         spool = self.state_dir / "spool" / f"{task.task_id}.payload"
@@ -343,9 +380,10 @@ class WorkerRuntime:
         else:
             # Charged before anything leaves the device (conservative if the upload then fails).
             self.ledger.record(descriptor)
-            encoded = await asyncio.to_thread(
-                self.encoder.encode, delta, task.descriptor, self.worker_id, spool
-            )
+            with progress.timed("encode"):
+                encoded = await asyncio.to_thread(
+                    self.encoder.encode, delta, task.descriptor, self.worker_id, spool
+                )
             trailer = build_trailer(
                 self.key,
                 descriptor,
@@ -361,19 +399,22 @@ class WorkerRuntime:
                     encoded.fields.astype("<u2").tobytes()
                 )
         chunk = min(self.config.chunk_size_bytes, task.max_chunk_size_bytes or 2**20)
-        await upload(
-            self.connection,
-            UploadJob(
-                task_id=task.task_id,
-                round_number=descriptor.round_number,
-                profile=self.encoder.profile,
-                payload_format_version=encoded.payload_format_version,
-                payload_path=encoded.payload_path,
-                trailer=trailer,
-                chunk_size=chunk,
-                deadline=deadline,
-            ),
-        )
+        size = encoded.payload_path.stat().st_size
+        with progress.timed("upload"):
+            await upload(
+                self.connection,
+                UploadJob(
+                    task_id=task.task_id,
+                    round_number=descriptor.round_number,
+                    profile=self.encoder.profile,
+                    payload_format_version=encoded.payload_format_version,
+                    payload_path=encoded.payload_path,
+                    trailer=trailer,
+                    chunk_size=chunk,
+                    deadline=deadline,
+                ),
+            )
+        progress.sent_bytes += size
         encoded.payload_path.unlink(missing_ok=True)
         trailer_path.unlink(missing_ok=True)
 
