@@ -153,14 +153,22 @@ async def _refuse(context: grpc.aio.ServicerContext[Any, Any], method: str, reas
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason[:MAX_STRING])
 
 
+async def _hold_or_refuse(
+    request: Any, context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> None:
+    """Refuses a malformed request now, or holds the problem for Gate.admit to raise."""
+    reason = _check(request)
+    if reason is None:
+        return
+    if authenticated(method):
+        _deferred_problem.set(reason)
+    else:
+        await _refuse(context, method, reason)
+
+
 def _unary(behaviour: Any, method: str) -> Any:
     async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        reason = _check(request)
-        if reason is not None:
-            if authenticated(method):
-                _deferred_problem.set(reason)  # the handler's Gate.admit raises it
-            else:
-                await _refuse(context, method, reason)
+        await _hold_or_refuse(request, context, method)
         return await behaviour(request, context)
 
     return checked
@@ -168,12 +176,7 @@ def _unary(behaviour: Any, method: str) -> Any:
 
 def _unary_stream(behaviour: Any, method: str) -> Any:
     async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        reason = _check(request)
-        if reason is not None:
-            if authenticated(method):
-                _deferred_problem.set(reason)  # the handler's Gate.admit raises it
-            else:
-                await _refuse(context, method, reason)
+        await _hold_or_refuse(request, context, method)
         result = behaviour(request, context)
         if inspect.isawaitable(result):
             # A handler that writes with context.write() (grpc.health's Watch) is a coroutine.
