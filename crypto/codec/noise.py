@@ -26,6 +26,9 @@ _INVERSION_SUPPORT = 128
 _STIRLING_MIN = 64
 _LOG_FACTORIAL_TABLE = np.array([math.lgamma(k + 1.0) for k in range(_STIRLING_MIN)])
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+# Samples drawn per pass: keeps the sampler's float temporaries to a few MB (a device's peak
+# memory) and in cache, whatever the model size.
+_CHUNK = 1 << 16
 
 
 def log_factorial(k: FloatArray) -> FloatArray:
@@ -65,9 +68,12 @@ def poisson(lam: float, count: int, rng: Csprng) -> IntArray:
         raise ValueError(f"sample count must be non-negative, got {count}")
     if lam == 0 or count == 0:
         return np.zeros(count, dtype=np.int64)
-    if lam < PTRS_MIN_LAMBDA:
-        return _poisson_inversion(lam, count, rng)
-    return _poisson_ptrs(lam, count, rng)
+    sampler = _poisson_inversion if lam < PTRS_MIN_LAMBDA else _poisson_ptrs
+    result = np.empty(count, dtype=np.int64)
+    for start in range(0, count, _CHUNK):
+        stop = min(start + _CHUNK, count)
+        result[start:stop] = sampler(lam, stop - start, rng)
+    return result
 
 
 def skellam(variance: float, count: int, rng: Csprng) -> IntArray:
@@ -81,8 +87,10 @@ def skellam(variance: float, count: int, rng: Csprng) -> IntArray:
     Returns:
         int64 samples with mean 0 and the requested variance.
     """
-    draws = poisson(variance / 2.0, 2 * count, rng)
-    return draws[:count] - draws[count:]
+    lam = variance / 2.0
+    noise = poisson(lam, count, rng)
+    noise -= poisson(lam, count, rng)
+    return noise
 
 
 def _poisson_inversion(lam: float, count: int, rng: Csprng) -> IntArray:

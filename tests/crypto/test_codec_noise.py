@@ -121,3 +121,19 @@ def test_skellam_is_symmetric_and_fits_its_pmf() -> None:
 
 def test_skellam_of_zero_variance_is_zero() -> None:
     assert np.array_equal(skellam(0.0, 4, _rng("none")), np.zeros(4, dtype=np.int64))
+
+
+@pytest.mark.parametrize("lam", [4.0, 200.0])
+def test_poisson_draws_past_one_pass_are_fresh_and_fit_the_pmf(lam: float) -> None:
+    # The sampler works in passes of _CHUNK draws (bounded memory); each pass must draw new
+    # randomness, not repeat the previous one.
+    from crypto.codec.noise import _CHUNK
+
+    samples = poisson(lam, 2 * _CHUNK + 7, Csprng())
+    assert samples.shape == (2 * _CHUNK + 7,)
+    first, second = samples[:_CHUNK], samples[_CHUNK : 2 * _CHUNK]
+    assert not np.array_equal(first, second)
+    for part in (first, second, samples[2 * _CHUNK :]):
+        assert part.min() >= 0
+    assert abs(float(samples.mean()) - lam) < 6 * math.sqrt(lam / samples.size)
+    assert abs(float(second.var()) / lam - 1.0) < 0.05
