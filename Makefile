@@ -64,6 +64,8 @@ demo: $(STAMP) ## a real federated training on loopback (ARGS=--plaintext for th
 	$(PY) -m examples.demo $(ARGS)
 
 bench: $(STAMP) ## benchmarks against baselines measured in the same run (QUICK=1 for a smoke run)
+	@# Flower is an optional external reference in its own venv: a failed install only skips it.
+	$(if $(QUICK)$(NO_FLOWER),,scripts/flower-venv.sh || echo "Flower reference unavailable: its figures will say skipped")
 	$(PY) -m bench $(if $(QUICK),--quick,)
 
 certs: $(STAMP) ## a local CA, a coordinator certificate and WORKERS device identities in var/certs
