@@ -86,9 +86,15 @@ def run(quick: bool, ctx: RunContext) -> list[Measurement]:
         if not ctx.wants(config.key):
             continue
         spec = replace(config.spec, workdir=root / config.key)
+        ctx.log(f"federation.{config.key}: {config.description}, {rounds} rounds")
         started = time.monotonic()
         results[config.key] = asyncio.run(_run(replace(config, spec=spec)))
         durations[config.key] = time.monotonic() - started
+        reports = results[config.key]
+        ctx.log(
+            f"  accuracy {reports[-1].accuracy:.4f}, median round "
+            f"{statistics.median(r.seconds for r in reports):.2f} s"
+        )
     if "plaintext" not in results:
         raise BenchmarkError("the plaintext baseline must run in the same invocation")
     measurements: list[Measurement] = []
