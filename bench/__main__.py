@@ -79,6 +79,23 @@ def run_suite(suite: suites.Suite, ctx: RunContext) -> tuple[report.SuiteRecord,
     return record, measured
 
 
+def output_paths(
+    quick: bool, only: str | None, output: Path | None, markdown: Path | None
+) -> tuple[Path, Path]:
+    """Where a run writes its JSON and Markdown: only a full run of every suite replaces
+    bench/results/latest.json and docs/benchmarks.md unless the caller names the files."""
+    complete = only is None and not quick
+    json_path = output or (
+        report.DEFAULT_JSON
+        if complete
+        else report.DEFAULT_JSON.with_name("quick.json" if quick else "partial.json")
+    )
+    markdown_path = markdown or (
+        report.DEFAULT_MARKDOWN if complete and output is None else json_path.with_suffix(".md")
+    )
+    return json_path, markdown_path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1 if any suite failed)."""
     args_list = sys.argv[1:] if argv is None else argv
@@ -88,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         "--only", metavar="SUITE[.PART],...", help="run only these suites or suite parts"
     )
     parser.add_argument(
-        "--output", type=Path, default=report.DEFAULT_JSON, help="results JSON path"
+        "--output",
+        type=Path,
+        default=None,
+        help=f"results JSON path (default: {report.DEFAULT_JSON} for a full run of every suite, "
+        "bench/results/quick.json or partial.json otherwise, so a smoke run never replaces the "
+        "published figures)",
     )
     parser.add_argument(
         "--markdown",
@@ -117,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"suite {name} has no part(s) {', '.join(unknown)}")
 
-    complete = args.only is None and not args.quick
-    markdown = args.markdown or (
-        report.DEFAULT_MARKDOWN if complete else args.output.with_suffix(".md")
-    )
+    args.output, markdown = output_paths(args.quick, args.only, args.output, args.markdown)
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in args_list)
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print(

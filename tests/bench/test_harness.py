@@ -219,6 +219,19 @@ def test_main_refuses_unknown_parts(tmp_path: Path) -> None:
         cli.main(["--only", "fake.nope", "--output", str(tmp_path / "x.json")])
 
 
+def test_only_a_full_run_of_every_suite_replaces_the_published_figures(tmp_path: Path) -> None:
+    assert cli.output_paths(False, None, None, None) == (
+        report.DEFAULT_JSON,
+        report.DEFAULT_MARKDOWN,
+    )
+    quick = cli.output_paths(True, None, None, None)
+    assert quick == (Path("bench/results/quick.json"), Path("bench/results/quick.md"))
+    partial = cli.output_paths(False, "crypto", None, None)
+    assert partial == (Path("bench/results/partial.json"), Path("bench/results/partial.md"))
+    named = tmp_path / "mine.json"
+    assert cli.output_paths(False, None, named, None) == (named, named.with_suffix(".md"))
+
+
 def test_machine_info_names_cpu_cores_and_versions() -> None:
     info = machine_info()
     for key in ("cpu_model", "logical_cores", "python", "openfhe", "torch", "load_average"):
