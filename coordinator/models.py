@@ -117,13 +117,15 @@ class ModelRegistry:
             if delta.size != model.size:
                 raise ValueError(f"delta has {delta.size} values, model {model.size}")
             model, velocity = server_step(model, velocity, delta, self._optimizer)
+            del delta
             previous = self.published(latest.version)
             scale, quantized = model_payload.quantize_difference(
-                model - previous.astype(np.float64), self._correction_bits
+                np.subtract(model, previous, dtype=np.float64), self._correction_bits
             )
-            published = (previous + np.float32(scale) * quantized.astype(np.float32)).astype(
-                np.float32
-            )
+            # previous + scale * quantized in float32, the order devices apply it in.
+            published = quantized.astype(np.float32)
+            published *= np.float32(scale)
+            published += previous
             payload = model_payload.encode_model(version, published)
             digest = hashlib.sha256(payload).digest()
             correction = model_payload.encode_correction(

@@ -28,5 +28,9 @@ def server_step(
     Returns:
         The new model and the new momentum buffer.
     """
-    velocity = config.momentum * velocity + mean_delta
-    return model + config.learning_rate * velocity, velocity
+    # Two new arrays and no temporaries: at millions of parameters each copy is tens of MB.
+    new_velocity = np.multiply(velocity, config.momentum)
+    new_velocity += mean_delta
+    new_model = np.multiply(new_velocity, config.learning_rate)
+    new_model += model
+    return new_model, new_velocity

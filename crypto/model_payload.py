@@ -104,8 +104,11 @@ def quantize_difference(
     limit = 2 ** (bits - 1) - 1
     peak = float(np.max(np.abs(difference))) if difference.size else 0.0
     scale = peak / limit if peak > 0 else 1.0
-    quantized = np.clip(np.rint(difference / scale), -limit, limit).astype(np.int16)
-    return scale, quantized
+    # In place on one scratch array: a coordinator quantizes whole models every round.
+    scaled = np.divide(difference, scale, dtype=np.float64)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -limit, limit, out=scaled)
+    return scale, scaled.astype(np.int16)
 
 
 def encode_correction(correction: Correction) -> bytes:

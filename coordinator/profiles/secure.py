@@ -319,14 +319,16 @@ class SecureProtocol(RoundProtocol, abc.ABC):
         from crypto.round_codec import codec_config, round_rotation
 
         config = codec_config(descriptor.codec, descriptor.dp)
-        sums = np.asarray(field_sums).astype(np.int64)
+        sums = np.asarray(field_sums).astype(np.int64, copy=False)
         decoded = decode(sums, config, round_rotation(config, descriptor.seed), contributors)
         counters = {
             "contributors": float(decoded.contributor_count),
             "clipped": float(decoded.clipped_count),
             "near_modulus_fraction": float(decoded.near_modulus_fraction),
         }
-        return OpenedAggregate(decoded.mean.astype(np.float64), contributors, counters, sums)
+        return OpenedAggregate(
+            decoded.mean.astype(np.float64, copy=False), contributors, counters, sums
+        )
 
     def base_codec(self) -> common.CodecParams:
         """The profile-independent codec fields from the plan."""
