@@ -8,6 +8,7 @@ package of a Flower App.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,26 @@ def device_seed(task: Any, shard: int) -> int:
 def train_round(layers: mlp.Layers, x: mlp.Array, y: Any, rng: np.random.Generator) -> None:
     """One round of local training, as examples/digits.py's devices do it (in place)."""
     mlp.train(layers, x, y, lr=LEARNING_RATE, epochs=LOCAL_EPOCHS, batch=BATCH, rng=rng)
+
+
+def digits_client(
+    fl: Any, task: Any, shard: int, shuffles: Callable[[dict[str, Any]], np.random.Generator]
+) -> Any:
+    """A Flower NumPyClient for device ``shard``: one round of local training per ``fit``, with
+    the shuffle generator ``shuffles(config)`` gives for that round. Weight 1: hefl's FedAvg
+    averages devices uniformly, so Flower does the same here."""
+    x, y = device_data(task, shard)
+    numpy_client: Any = fl.client.NumPyClient
+
+    class DigitsClient(numpy_client):  # type: ignore[misc,valid-type]
+        def fit(
+            self, parameters: list[Any], config: dict[str, Any]
+        ) -> tuple[Any, int, dict[str, Any]]:
+            layers = [np.array(p, dtype=np.float32) for p in parameters]
+            train_round(layers, x, y, shuffles(config))
+            return layers, 1, {}
+
+    return DigitsClient()
 
 
 def timed_fedavg(fl: Any, task: Any, report: dict[str, Any], **options: Any) -> Any:

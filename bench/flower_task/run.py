@@ -42,23 +42,11 @@ def _client(args: argparse.Namespace) -> int:
     fl = _flwr()
 
     task = np.load(args.task)
-    x, y = common.device_data(task, args.shard)
+    # One long-lived process per device: one generator carries on across rounds.
     rng = np.random.default_rng(common.device_seed(task, args.shard))
-
-    numpy_client: Any = fl.client.NumPyClient
-
-    class DigitsClient(numpy_client):  # type: ignore[misc,valid-type]
-        def fit(
-            self, parameters: list[Any], config: dict[str, Any]
-        ) -> tuple[Any, int, dict[str, Any]]:
-            layers = [np.array(p, dtype=np.float32) for p in parameters]
-            common.train_round(layers, x, y, rng)
-            # Weight 1: hefl's FedAvg averages devices uniformly, so Flower does the same here.
-            return layers, 1, {}
-
     fl.client.start_client(
         server_address=args.address,
-        client=DigitsClient().to_client(),
+        client=common.digits_client(fl, task, args.shard, lambda config: rng).to_client(),
         insecure=True,
         max_retries=60,
         max_wait_time=60.0,

@@ -52,24 +52,18 @@ def main(grid: Any, context: Any) -> None:
 def _client_fn(context: Any) -> Any:
     shard = int(context.node_config["partition-id"])
     task = np.load(context.run_config["task"])
-    x, y = common.device_data(task, shard)
     seed = common.device_seed(task, shard)
-    numpy_client: Any = fl.client.NumPyClient
+    rows = len(common.device_data(task, shard)[1])
 
-    class DigitsClient(numpy_client):  # type: ignore[misc,valid-type]
-        def fit(
-            self, parameters: list[Any], config: dict[str, Any]
-        ) -> tuple[Any, int, dict[str, Any]]:
-            layers = [np.array(p, dtype=np.float32) for p in parameters]
-            # Each message runs in a fresh ClientApp process: replay the earlier rounds'
-            # shuffles so that round r trains on run.py's client's r-th shuffles.
-            rng = np.random.default_rng(seed)
-            for _ in range((int(config["server_round"]) - 1) * common.LOCAL_EPOCHS):
-                rng.permutation(len(y))
-            common.train_round(layers, x, y, rng)
-            return layers, 1, {}
+    def shuffles(config: dict[str, Any]) -> np.random.Generator:
+        # Each message runs in a fresh ClientApp process: replay the earlier rounds' shuffles
+        # so that round r trains on run.py's client's r-th shuffles.
+        rng = np.random.default_rng(seed)
+        for _ in range((int(config["server_round"]) - 1) * common.LOCAL_EPOCHS):
+            rng.permutation(rows)
+        return rng
 
-    return DigitsClient().to_client()
+    return common.digits_client(fl, task, shard, shuffles).to_client()
 
 
 client = fl.client.ClientApp(client_fn=_client_fn, mods=[_mods.secaggplus_mod])

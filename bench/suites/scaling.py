@@ -196,57 +196,77 @@ def write_plot(
 # --------------------------------------------------------------------------- suite
 
 
+@dataclass(frozen=True)
+class Axis:
+    """One scaling curve: what varies, how a point is set up, and how it is named and plotted."""
+
+    part: str
+    key: str
+    values: tuple[int, ...]
+    rounds: int
+    spec: Callable[[int], FleetSpec]
+    label: Callable[[int], str]
+    describe: Callable[[int], str]
+    unit: str
+    x_label: str
+    title: str
+    log_x: bool = False
+
+
+def _axes(plan: Plan, root: Path, mode: str) -> list[Axis]:
+    return [
+        Axis(
+            part="workers",
+            key="workers",
+            values=plan.workers,
+            rounds=plan.worker_rounds,
+            spec=lambda n: _spec(root, f"w{n}", WORKER_AXIS_PARAMETERS, n, plan.worker_rounds),
+            label=str,
+            describe=lambda n: f"oneshot, {n} workers, {WORKER_AXIS_PARAMETERS:,} params",
+            unit="workers",
+            x_label="simulated workers (all contribute every round)",
+            title=f"oneshot, {WORKER_AXIS_PARAMETERS:,} parameters{mode}",
+        ),
+        Axis(
+            part="model_size",
+            key="params",
+            values=plan.sizes,
+            rounds=plan.size_rounds,
+            spec=lambda p: _spec(root, f"p{p}", p, SIZE_AXIS_DEVICES, plan.size_rounds),
+            label=size_label,
+            describe=lambda p: f"oneshot, {p:,} params, {SIZE_AXIS_DEVICES} workers",
+            unit="parameters",
+            x_label="model parameters",
+            title=f"oneshot, {SIZE_AXIS_DEVICES} workers{mode}",
+            log_x=True,
+        ),
+    ]
+
+
 def run(quick: bool, ctx: RunContext) -> list[Measurement]:
     """Both axes, one fresh coordinator per point, and a plot per axis."""
     plan = QUICK if quick else FULL
     root = Path(tempfile.mkdtemp(prefix="hefl-bench-scaling-"))
-    mode = " (quick mode)" if quick else ""
     out: list[Measurement] = []
-    if ctx.wants("workers"):
-        ctx.log(f"scaling.workers: {plan.workers}, {WORKER_AXIS_PARAMETERS:,} params")
-        points = _axis(
-            plan.workers,
-            lambda n: _spec(root, f"w{n}", WORKER_AXIS_PARAMETERS, n, plan.worker_rounds),
-            plan.worker_rounds,
-            ctx,
-            "workers",
-        )
+    for axis in _axes(plan, root, " (quick mode)" if quick else ""):
+        if not ctx.wants(axis.part):
+            continue
+        ctx.log(f"scaling.{axis.part}: {axis.values}")
+        points = _axis(axis.values, axis.spec, axis.rounds, ctx, axis.unit)
         out += _figures(
-            "workers",
+            axis.key,
             points,
-            [str(p.x) for p in points],
-            [f"oneshot, {p.x} workers, {WORKER_AXIS_PARAMETERS:,} params" for p in points],
+            [axis.label(p.x) for p in points],
+            [axis.describe(p.x) for p in points],
         )
-        path = write_plot(
-            plot_path("scaling_workers", quick),
+        plot = write_plot(
+            plot_path(f"scaling_{axis.part}", quick),
             points,
-            "simulated workers (all contribute every round)",
-            f"oneshot, {WORKER_AXIS_PARAMETERS:,} parameters{mode}",
+            axis.x_label,
+            axis.title,
+            log_x=axis.log_x,
         )
-        ctx.log(f"  wrote {path}")
-    if ctx.wants("model_size"):
-        ctx.log(f"scaling.model_size: {plan.sizes}, {SIZE_AXIS_DEVICES} workers")
-        points = _axis(
-            plan.sizes,
-            lambda p: _spec(root, f"p{p}", p, SIZE_AXIS_DEVICES, plan.size_rounds),
-            plan.size_rounds,
-            ctx,
-            "parameters",
-        )
-        out += _figures(
-            "params",
-            points,
-            [size_label(p.x) for p in points],
-            [f"oneshot, {p.x:,} params, {SIZE_AXIS_DEVICES} workers" for p in points],
-        )
-        path = write_plot(
-            plot_path("scaling_model_size", quick),
-            points,
-            "model parameters",
-            f"oneshot, {SIZE_AXIS_DEVICES} workers{mode}",
-            log_x=True,
-        )
-        ctx.log(f"  wrote {path}")
+        ctx.log(f"  wrote {plot}")
     return out
 
 

@@ -6,17 +6,13 @@ for by distributed Lagrange partials, after which the keys rotate.
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from crypto import bgv
-from crypto.signing import SigningKey
 from examples.federation import (
     FederationSpec,
     LocalFederation,
@@ -25,26 +21,13 @@ from examples.federation import (
     initial_accuracy,
 )
 from hefl.v1 import common_pb2 as common
+from tests.support.federation_state import query, until, worker_ids
 from tests.support.h2capture import grpc_messages
 from tests.support.tcp_proxy import FaultyProxy
 
 
-def _worker_ids(federation: LocalFederation) -> dict[str, Path]:
-    ids = {}
-    for index in range(federation.spec.workers):
-        directory = federation.worker_dir(index)
-        key = SigningKey.from_private_bytes((directory / "state" / "signing.key").read_bytes())
-        ids[key.worker_id] = directory
-    return ids
-
-
-def _query(state: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(state / "coordinator.sqlite3") as db:
-        return db.execute(sql, args).fetchall()
-
-
 def _round_epoch(state: Path, round_number: int) -> int:
-    ((raw,),) = _query(state, "SELECT descriptor FROM rounds WHERE round_number = ?", round_number)
+    ((raw,),) = query(state, "SELECT descriptor FROM rounds WHERE round_number = ?", round_number)
     assert isinstance(raw, bytes)
     signed = common.SignedRoundDescriptor.FromString(raw)
     return common.RoundDescriptor.FromString(signed.descriptor).committee_epoch
@@ -53,7 +36,7 @@ def _round_epoch(state: Path, round_number: int) -> int:
 def _check_sums(federation: LocalFederation, reports: list[RoundReport]) -> None:
     """Every opened aggregate equals the sum of its accepted contributors' recorded fields."""
     state = federation.spec.workdir / "coordinator" / "state"
-    workers = _worker_ids(federation)
+    workers = worker_ids(federation)
     for report in (r for r in reports if r.version):
         sums = np.frombuffer(
             (state / "blobs" / "aggregates" / f"round-{report.round_number}.sums").read_bytes(),
@@ -61,7 +44,7 @@ def _check_sums(federation: LocalFederation, reports: list[RoundReport]) -> None
         )
         contributors = [
             str(row[0])
-            for row in _query(
+            for row in query(
                 state,
                 "SELECT worker_id FROM uploads WHERE round_number = ? AND state = 3",
                 report.round_number,
@@ -171,14 +154,6 @@ async def test_provable_federation_opens_exact_sums(tmp_path: Path) -> None:
     _check_sums(federation, reports)
 
 
-async def _until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.2)
-
-
 async def _key_epoch(observer: Observer) -> int:
     return int((await observer.status()).key_epoch)
 
@@ -207,10 +182,10 @@ async def test_a_killed_key_holder_is_covered_for_and_the_keys_rotate(tmp_path: 
         await observer.enroll()
 
         def round_one_ended() -> bool:
-            rows = _query(state, "SELECT phase FROM rounds WHERE round_number = 1")
+            rows = query(state, "SELECT phase FROM rounds WHERE round_number = 1")
             return bool(rows) and rows[0][0] == common.ROUND_PHASE_DONE
 
-        await _until(round_one_ended, timeout=120)
+        await until(round_one_ended, timeout=120)
         assert await _key_epoch(observer) == 1
         members = [
             index

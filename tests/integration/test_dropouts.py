@@ -4,42 +4,21 @@ device that was offline for several rounds and then catches up and contributes a
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from crypto.signing import SigningKey
 from edge_worker.model_state import DeviceModel
 from examples.federation import FederationSpec, LocalFederation, Observer
 from hefl.v1 import common_pb2 as common
+from tests.support.federation_state import query, until, worker_id
 
 ROUNDS = 7
 
 
-def _worker_id(federation: LocalFederation, index: int) -> str:
-    raw = (federation.worker_dir(index) / "state" / "signing.key").read_bytes()
-    return SigningKey.from_private_bytes(raw).worker_id
-
-
-def _query(state: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(state / "coordinator.sqlite3") as db:
-        return db.execute(sql, args).fetchall()
-
-
-async def _until(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.2)
-
-
 def _ended(state: Path, round_number: int) -> bool:
-    rows = _query(state, "SELECT phase FROM rounds WHERE round_number = ?", round_number)
+    rows = query(state, "SELECT phase FROM rounds WHERE round_number = ?", round_number)
     return bool(rows) and rows[0][0] == common.ROUND_PHASE_DONE
 
 
@@ -65,11 +44,11 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
         observer = Observer(coordinator.grpc_address, spec)
         await observer.enroll()
         key_file = federation.worker_dir(victim) / "state" / "signing.key"
-        await _until(key_file.exists, timeout=60)
-        victim_id = _worker_id(federation, victim)
-        await _until(
+        await until(key_file.exists, timeout=60)
+        victim_id = worker_id(federation, victim)
+        await until(
             lambda: bool(
-                _query(
+                query(
                     state,
                     "SELECT 1 FROM tasks WHERE round_number = 1 AND worker_id = ?",
                     victim_id,
@@ -78,15 +57,15 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
             timeout=180,
         )
         federation.workers[victim].kill()
-        await _until(lambda: _ended(state, 1))
+        await until(lambda: _ended(state, 1))
         # The offline device leaves for a few rounds.
         federation.workers[offline].send_signal(signal.SIGTERM)
-        await _until(lambda: _ended(state, 2))
+        await until(lambda: _ended(state, 2))
         # A key holder dies between rounds: the next rounds need the threshold to cover it.
         # The round after the one that just ended may already have selected it.
-        opened_before_kill = int(str(_query(state, "SELECT MAX(round_number) FROM rounds")[0][0]))
+        opened_before_kill = int(str(query(state, "SELECT MAX(round_number) FROM rounds")[0][0]))
         federation.workers[key_holder].kill()
-        await _until(lambda: _ended(state, 4))
+        await until(lambda: _ended(state, 4))
         federation.workers[offline].wait(20)
         federation.workers[offline] = federation.start_worker(offline)
         reports = await observer.follow(ROUNDS, timeout=300)
@@ -101,20 +80,20 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
     assert set(outcomes.values()) <= {"published", "committee_failed"}, outcomes
     assert list(outcomes.values()).count("committee_failed") <= 1, outcomes
     assert outcomes[1] == outcomes[2] == "published", outcomes
-    round_one = _query(state, "SELECT selected, contributors FROM rounds WHERE round_number = 1")
+    round_one = query(state, "SELECT selected, contributors FROM rounds WHERE round_number = 1")
     selected, contributors = (int(str(value)) for value in round_one[0])
     assert contributors < selected  # the killed worker's task was never answered
-    assert _query(
+    assert query(
         state, "SELECT COUNT(*) FROM uploads WHERE worker_id = ? AND round_number = 1", victim_id
     ) == [(0,)]
     # Rounds opened after the key holder died were opened by the remaining members.
-    key_holder_id = _worker_id(federation, key_holder)
+    key_holder_id = worker_id(federation, key_holder)
     later_rounds = [
         n for n in range(opened_before_kill + 1, ROUNDS + 1) if outcomes[n] == "published"
     ]
     assert later_rounds, outcomes
     for round_number in later_rounds:
-        rows = _query(
+        rows = query(
             state,
             "SELECT COUNT(*) FROM tasks WHERE round_number = ? AND worker_id = ?",
             round_number,
@@ -122,8 +101,8 @@ async def test_rounds_survive_dropouts_and_offline_devices_catch_up(tmp_path: Pa
         )
         assert rows == [(0,)]
     # The device that was offline caught up with the published model and contributed again.
-    offline_id = _worker_id(federation, offline)
-    later = _query(
+    offline_id = worker_id(federation, offline)
+    later = query(
         state,
         "SELECT round_number FROM uploads WHERE worker_id = ? AND round_number >= 5 AND state = 3",
         offline_id,

@@ -11,21 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crypto.signing import SigningKey
 from examples.federation import FederationSpec, LocalFederation, Observer, initial_accuracy
+from tests.support.federation_state import worker_ids
 from tests.support.h2capture import grpc_messages
 from tests.support.tcp_proxy import FaultyProxy
 
 ROUNDS = 5
-
-
-def _worker_ids(federation: LocalFederation) -> dict[str, Path]:
-    ids = {}
-    for index in range(federation.spec.workers):
-        directory = federation.worker_dir(index)
-        key = SigningKey.from_private_bytes((directory / "state" / "signing.key").read_bytes())
-        ids[key.worker_id] = directory
-    return ids
 
 
 def _contributors(state: Path, round_number: int) -> list[str]:
@@ -83,7 +74,7 @@ async def test_oneshot_federation_trains_and_reveals_nothing_individual(tmp_path
 
     # Every opened aggregate is exactly the sum (mod 2^b) of what its contributors encoded.
     state = tmp_path / "coordinator" / "state"
-    workers = _worker_ids(federation)
+    workers = worker_ids(federation)
     modulus = 1 << spec.bits
     individual_windows: list[bytes] = []
     for report in published:
